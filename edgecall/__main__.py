@@ -1,0 +1,3 @@
+from edgecall.cli.main import main
+
+main()

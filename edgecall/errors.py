@@ -1,0 +1,28 @@
+"""The one exception type for expected failures.
+
+The CLI turns an :class:`EdgecallError` into a single stderr line and a
+non-zero exit status; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class EdgecallError(Exception):
+    """A failure the user can act on (bad file, missing device, bad option)."""
+
+
+class MissingExtraError(EdgecallError):
+    """An optional dependency is not installed; the message names the extra."""
+
+    def __init__(self, module: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the '{module}' package: install it with "
+            f"pip install 'edgecall[{extra}]'"
+        )
+
+
+def exact_div(numerator: int, denominator: int, what: str) -> int:
+    """Divide exactly or fail loudly instead of truncating."""
+    if denominator <= 0 or numerator % denominator:
+        raise EdgecallError(f"{what}: {numerator} is not a multiple of {denominator}")
+    return numerator // denominator

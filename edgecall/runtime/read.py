@@ -1,0 +1,61 @@
+"""The records that flow between runtime stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Read:
+    """One raw read as the sequencer wrote it."""
+
+    read_id: str  # UUID string
+    raw: np.ndarray  # (samples,) int16 DAC values
+    offset: float  # pA = scale * (raw + offset)
+    scale: float  # pA per DAC unit
+    sample_rate: int  # Hz
+    channel: int  # pore channel number
+    start_time: str  # ISO-8601 UTC time of the read's first sample, e.g. 2021-01-01T00:00:00.000+00:00
+    run_id: str  # acquisition/run id (RG tag prefix)
+    source: Path  # file the read came from
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.raw.shape[0])
+
+    def pa(self) -> np.ndarray:
+        """(samples,) float32 current in pA."""
+        return (self.scale * (self.raw.astype(np.float32) + np.float32(self.offset))).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ReadFailure:
+    """A read or a whole file that could not be read; counted, reported, skipped."""
+
+    source: Path  # file that failed
+    reason: str  # one line, says what is wrong
+    read_id: str | None = None  # None when the whole file failed
+
+
+@dataclass(frozen=True, eq=False)
+class DecodedChunk:
+    """Decoder output for one chunk of one read."""
+
+    moves: np.ndarray  # (frames,) uint8, 1 where a base was emitted
+    sequence: str  # bases, len == moves.sum()
+    qstring: str  # phred+33 per base, same length as sequence
+
+
+@dataclass(frozen=True, eq=False)
+class CalledRead:
+    """A basecalled read ready for FASTQ."""
+
+    read: Read  # the raw read (metadata; its signal may be released)
+    sequence: str  # called bases
+    qstring: str  # phred+33 per base
+    mean_qscore: float  # mean Q from base 60 on (the qs:f tag)
+    moves: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # (frames,) uint8
+    trimmed_samples: int = 0  # samples dropped at the start before chunking
