@@ -26,3 +26,13 @@ def exact_div(numerator: int, denominator: int, what: str) -> int:
     if denominator <= 0 or numerator % denominator:
         raise EdgecallError(f"{what}: {numerator} is not a multiple of {denominator}")
     return numerator // denominator
+
+
+EXPORT_MODULES = frozenset({"torch", "onnx", "onnxscript"})
+
+
+def raise_missing_extra(exc: ModuleNotFoundError, purpose: str) -> None:
+    """Turn a missing export-only dependency into a clear error; re-raise anything else."""
+    if exc.name in EXPORT_MODULES:
+        raise MissingExtraError(exc.name, "export", purpose) from None
+    raise exc

@@ -5,6 +5,7 @@ Layout::
     <package>/config.toml          ModelConfig (bonito-compatible + [edgecall])
     <package>/model.onnx           network: (N, 1, T) float32 -> (T/stride, N, C) float32
     <package>/openvino/<TARGET>/model.xml/.bin   IR per compile target (optional)
+    <package>/weights.npz          state dict as plain arrays (PyTorch reference backend)
     <package>/provenance.json      where it came from, sizes, FLOPs (optional)
     <package>/MODEL_CARD.md, LICENSE  (optional)
 
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgecall.config import ModelConfig
 from edgecall.errors import EdgecallError
 
@@ -26,6 +29,7 @@ DEFAULT_MODEL = "deepnano-blitz-w64"
 CONFIG_NAME = "config.toml"
 ONNX_NAME = "model.onnx"
 PROVENANCE_NAME = "provenance.json"
+WEIGHTS_NAME = "weights.npz"  # plain arrays for the PyTorch reference backend
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,14 @@ class ModelPackage:
         """The IR compiled for ``target`` if the package has one."""
         xml = self.path / "openvino" / target.upper() / "model.xml"
         return xml if xml.is_file() else None
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The state dict as arrays, read without pickle."""
+        path = self.path / WEIGHTS_NAME
+        if not path.is_file():
+            raise EdgecallError(f"{self.path}: package has no {WEIGHTS_NAME} (needed by the torch backend)")
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
 
     @property
     def provenance(self) -> dict[str, Any]:

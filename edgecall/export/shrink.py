@@ -1,0 +1,101 @@
+"""Physically remove masked LSTM neurons (Frensel, Al-Ars & Hofstee, BCB'24).
+
+At inference the hard-concrete gate of neuron k is the binary
+``clamp(sigmoid(log_alpha_k) * (zeta - gamma) + gamma, 0, 1) > 0.3``. A masked
+neuron's gates, cell and output are exactly zero, so dropping its gate rows in
+W, U and b, its column in U, its input column in the next layer's W (or the
+head's weight) changes nothing: the shrunk model is exact, only smaller.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+
+from edgecall.config import ModelConfig
+from edgecall.errors import EdgecallError
+from edgecall.model.checkpoint import LoadedCheckpoint
+from edgecall.model.crf import lstm_key
+
+BETA = 2.0 / 3.0  # hard-concrete temperature
+GAMMA = -0.1  # stretch interval lower end
+ZETA = 1.1  # stretch interval upper end
+KEEP_THRESHOLD = 0.3  # deterministic gate value above which a neuron is kept
+LSTM_GATES = 4
+
+
+def gate_value(log_alpha: torch.Tensor) -> torch.Tensor:
+    """Deterministic (inference-time) hard-concrete gate in [0, 1]."""
+    return torch.clamp(torch.sigmoid(log_alpha) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+
+def keep_mask(log_alpha: torch.Tensor) -> torch.Tensor:
+    """(H,) bool: the neurons that survive (equivalent to log_alpha > -ln 2)."""
+    return gate_value(log_alpha) > KEEP_THRESHOLD
+
+
+def nonzero_probability(log_alpha: torch.Tensor) -> torch.Tensor:
+    """P(gate != 0) = sigmoid(log_alpha - beta * ln(-gamma / zeta)), the L0 penalty term."""
+    return torch.sigmoid(log_alpha - BETA * math.log(-GAMMA / ZETA))
+
+
+@dataclass(frozen=True)
+class ShrinkResult:
+    config: ModelConfig  # with the kept hidden sizes
+    state: dict[str, torch.Tensor]  # canonical, shrunk
+    kept: tuple[int, ...]  # neurons kept per layer
+    original: tuple[int, ...]  # neurons per layer before shrinking
+
+
+def _gate_rows(mask: torch.Tensor) -> torch.Tensor:
+    """Row indices g*H + k for every gate g and kept neuron k."""
+    hidden = mask.shape[0]
+    kept = torch.nonzero(mask).flatten()
+    return torch.cat([kept + g * hidden for g in range(LSTM_GATES)])
+
+
+def layer_masks(ckpt: LoadedCheckpoint) -> list[torch.Tensor]:
+    """Keep masks per layer; all-true for a dense checkpoint."""
+    if ckpt.log_alpha is None:
+        return [torch.ones(h, dtype=torch.bool) for h in ckpt.config.encoder.layers]
+    return [keep_mask(a) for a in ckpt.log_alpha]
+
+
+def masked_state(ckpt: LoadedCheckpoint) -> dict[str, torch.Tensor]:
+    """The dense state with masked neurons zeroed: the reference a shrink must match."""
+    state = {k: v.clone() for k, v in ckpt.state.items()}
+    for i, mask in enumerate(layer_masks(ckpt)):
+        gate_mask = mask.repeat(LSTM_GATES).float()
+        for name in ("weight_ih", "weight_hh"):
+            state[lstm_key(i, name)] *= gate_mask[:, None]
+        state[lstm_key(i, "weight_hh")] *= mask.float()[None, :]
+        for name in ("bias_ih", "bias_hh"):
+            state[lstm_key(i, name)] *= gate_mask
+    return state
+
+
+def shrink(ckpt: LoadedCheckpoint) -> ShrinkResult:
+    """Drop masked neurons; raise a clear error when a layer keeps none."""
+    masks = layer_masks(ckpt)
+    original = tuple(int(m.numel()) for m in masks)
+    kept = tuple(int(m.sum()) for m in masks)
+    empty = [i for i, k in enumerate(kept) if k == 0]
+    if empty:
+        raise EdgecallError(
+            f"{ckpt.source}: LSTM layer(s) {', '.join(map(str, empty))} keep no neurons, so the model "
+            "cannot be shrunk (its output would not depend on the signal); train with a smaller lambda"
+        )
+    state = dict(ckpt.state)
+    for i, mask in enumerate(masks):
+        rows = _gate_rows(mask)
+        cols = torch.nonzero(mask).flatten()
+        state[lstm_key(i, "weight_ih")] = state[lstm_key(i, "weight_ih")][rows].contiguous()
+        state[lstm_key(i, "weight_hh")] = state[lstm_key(i, "weight_hh")][rows][:, cols].contiguous()
+        for name in ("bias_ih", "bias_hh"):
+            state[lstm_key(i, name)] = state[lstm_key(i, name)][rows].contiguous()
+        consumer = lstm_key(i + 1, "weight_ih") if i + 1 < len(masks) else "head.weight"
+        state[consumer] = state[consumer][:, cols].contiguous()
+    config = replace(ckpt.config, encoder=replace(ckpt.config.encoder, layers=kept))
+    return ShrinkResult(config, state, kept, original)

@@ -1,0 +1,19 @@
+"""Rebuild the torch module of any packaged architecture from plain arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgecall.config import ModelConfig
+
+
+def model_from_arrays(config: ModelConfig, arrays: dict[str, np.ndarray]) -> torch.nn.Module:
+    state = {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}
+    if config.encoder.architecture == "deepnano-blitz":
+        from edgecall.model.deepnano import build_deepnano
+
+        return build_deepnano(config, state)
+    from edgecall.model.crf import build_model
+
+    return build_model(config, state)

@@ -1,0 +1,33 @@
+"""ONNX Runtime backend: CPU everywhere, CUDA/TensorRT where installed (Jetson)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecall.errors import EdgecallError
+from edgecall.package import ModelPackage
+
+
+class OrtBackend:
+    def __init__(self, package: ModelPackage, provider: str, *, batch_size: int, chunksize: int, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        self.batch_size, self.chunksize = batch_size, chunksize
+        self.name = f"onnxruntime:{provider}"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
+        try:
+            self._session = ort.InferenceSession(str(package.onnx_path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types per failure
+            raise EdgecallError(f"{package.onnx_path}: ONNX Runtime could not load the model ({str(exc).strip()[:200]})") from None
+        self._input = self._session.get_inputs()[0].name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    def close(self) -> None:
+        self._session = None

@@ -1,0 +1,230 @@
+"""The one module that chains the stages: read -> prepare -> batch -> infer -> decode -> stitch.
+
+Each stage is an iterator; :func:`background` runs the reading, inference and
+decoding stages in their own threads behind small bounded queues, so I/O,
+inference and decoding overlap while memory stays flat. Called reads come out
+in input order; failed reads come out as :class:`ReadFailure` in their place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from edgecall.config import ModelConfig, validate_chunking
+from edgecall.errors import EdgecallError
+from edgecall.package import ModelPackage
+from edgecall.runtime.background import background
+from edgecall.runtime.backends import Backend, open_backend
+from edgecall.runtime.chunk import ChunkPlan, cut, plan_chunks
+from edgecall.runtime.decode import crf, ctc
+from edgecall.runtime.read import CalledRead, DecodedChunk, Read, ReadFailure
+from edgecall.runtime.readers import iter_reads
+from edgecall.runtime.signal import prepare
+from edgecall.runtime.stitch import stitch_decoded, stitch_scores
+
+AUTO_BATCH_SIZE = 32  # chunks per inference call when --batch-size is not given
+QUEUE_DEPTH = 4  # batches buffered between stages
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    device: str = "CPU"  # see edgecall.devices
+    batch_size: int | None = None  # chunks per inference call; None: automatic
+    chunksize: int | None = None  # samples per chunk; None: the model's
+    overlap: int | None = None  # samples shared by neighbouring chunks; None: the model's
+    threads: int | None = None  # CPU threads for inference and decoding; None: all
+    decode_mode: str = "beam"  # beam, or viterbi (CRF) / greedy (CTC)
+    read_ids: frozenset[str] | None = None  # only these reads
+    max_reads: int | None = None  # stop after this many reads
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent in each stage (threads overlap, so they may sum past wall time)."""
+
+    read: float = 0.0
+    normalise: float = 0.0
+    infer: float = 0.0
+    decode: float = 0.0
+    samples: int = 0  # raw samples of the reads that entered the pipeline
+    batches: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class _Job:
+    """One read in flight: its plan and the per-chunk results gathered so far."""
+
+    read: Read
+    plan: ChunkPlan
+    trimmed: int
+    chunks: np.ndarray | None  # (chunks, chunksize) float32 until batched
+    pieces: list = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return len(self.pieces) == self.plan.num_chunks
+
+
+@dataclass(eq=False)
+class _Batch:
+    data: np.ndarray  # (batch, 1, chunksize) float32
+    owners: list[tuple[_Job, int]]  # (job, chunk index) per filled row
+    started: list[_Job | ReadFailure]  # entries first seen in this batch, input order
+    scores: np.ndarray | None = None  # (frames, batch, C) after inference
+    results: list | None = None  # per owner: DecodedChunk (CRF) or (frames, C) scores (CTC)
+
+
+class Basecaller:
+    """Open once (backend compiled once), then call :meth:`run` on inputs."""
+
+    def __init__(self, package: ModelPackage, options: RunOptions) -> None:
+        config = package.config
+        self.package = package
+        self.options = options
+        self.chunksize = options.chunksize or config.basecaller.chunksize
+        self.overlap = options.overlap if options.overlap is not None else config.basecaller.overlap
+        validate_chunking(config, self.chunksize, self.overlap)
+        self.batch_size = options.batch_size or AUTO_BATCH_SIZE
+        if self.batch_size < 1:
+            raise EdgecallError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if options.decode_mode not in _modes(config):
+            raise EdgecallError(f"decode mode '{options.decode_mode}' does not fit a {config.decoder.kind.upper()} model (choose {', '.join(_modes(config))})")
+        self.backend: Backend = open_backend(
+            package, options.device, batch_size=self.batch_size, chunksize=self.chunksize, threads=options.threads
+        )
+        self.times = StageTimes()
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.package.config
+
+    def run(self, inputs: Sequence[Path]) -> Iterator[CalledRead | ReadFailure]:
+        jobs = background(self._prepared(self._reads(inputs)), QUEUE_DEPTH, "read")
+        inferred = background(self._infer(self._batches(jobs)), QUEUE_DEPTH, "infer")
+        decoded = background(self._decode(inferred), QUEUE_DEPTH, "decode")
+        return self._assemble(decoded)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    # ---- stages ---------------------------------------------------------------
+
+    def _reads(self, inputs: Sequence[Path]) -> Iterator[Read | ReadFailure]:
+        taken = 0
+        source = iter_reads(inputs, read_ids=set(self.options.read_ids) if self.options.read_ids else None)
+        while self.options.max_reads is None or taken < self.options.max_reads:
+            t0 = time.perf_counter()
+            item = next(source, None)
+            self.times.read += time.perf_counter() - t0
+            if item is None:
+                return
+            taken += isinstance(item, Read)
+            yield item
+
+    def _prepared(self, reads: Iterator[Read | ReadFailure]) -> Iterator[_Job | ReadFailure]:
+        config = self.config
+        for item in reads:
+            if isinstance(item, ReadFailure):
+                yield item
+                continue
+            if item.sample_rate != config.sample_rate:
+                raise EdgecallError(
+                    f"{item.source}: read {item.read_id} was sampled at {item.sample_rate} Hz but model "
+                    f"'{config.name}' expects {config.sample_rate} Hz; choose a model for this data's chemistry"
+                )
+            t0 = time.perf_counter()
+            signal, trimmed = prepare(item, config.normalisation)
+            plan = plan_chunks(int(signal.shape[0]), self.chunksize, self.overlap, config.stride)
+            chunks = cut(signal, plan, self.chunksize)
+            self.times.normalise += time.perf_counter() - t0
+            self.times.samples += item.num_samples
+            yield _Job(item, plan, trimmed, chunks)
+
+    def _batches(self, jobs: Iterator[_Job | ReadFailure]) -> Iterator[_Batch]:
+        size, chunksize = self.batch_size, self.chunksize
+        data = np.zeros((size, 1, chunksize), np.float32)
+        owners: list[tuple[_Job, int]] = []
+        started: list[_Job | ReadFailure] = []
+        for item in jobs:
+            started.append(item)
+            if isinstance(item, ReadFailure):
+                continue
+            assert item.chunks is not None
+            for index in range(item.plan.num_chunks):
+                data[len(owners), 0] = item.chunks[index]
+                owners.append((item, index))
+                if len(owners) == size:
+                    yield _Batch(data, owners, started)
+                    data = np.zeros((size, 1, chunksize), np.float32)
+                    owners, started = [], []
+            item.chunks = None  # release the read's signal once it is batched
+        if owners or started:
+            yield _Batch(data, owners, started)
+
+    def _infer(self, batches: Iterator[_Batch]) -> Iterator[_Batch]:
+        for batch in batches:
+            if batch.owners:
+                t0 = time.perf_counter()
+                batch.scores = self.backend(batch.data)
+                self.times.infer += time.perf_counter() - t0
+                self.times.batches += 1
+            batch.data = None  # type: ignore[assignment]
+            yield batch
+
+    def _decode(self, batches: Iterator[_Batch]) -> Iterator[_Batch]:
+        dec = self.config.decoder
+        for batch in batches:
+            if batch.scores is not None:
+                t0 = time.perf_counter()
+                filled = batch.scores[:, : len(batch.owners)]
+                if dec.kind == "crf":
+                    batch.results = crf.decode_batch(
+                        filled, mode=self.options.decode_mode, threads=self.options.threads,
+                        state_len=dec.state_len, beam_width=dec.beam_width, beam_cut=dec.beam_cut,
+                        blank_score=dec.blank_score, qscale=dec.qscale, qbias=dec.qbias,
+                    )
+                else:
+                    batch.results = [np.ascontiguousarray(filled[:, i]) for i in range(len(batch.owners))]
+                self.times.decode += time.perf_counter() - t0
+                batch.scores = None
+            yield batch
+
+    def _assemble(self, batches: Iterator[_Batch]) -> Iterator[CalledRead | ReadFailure]:
+        pending: deque[_Job | ReadFailure] = deque()
+        for batch in batches:
+            pending.extend(batch.started)
+            for (job, _), result in zip(batch.owners, batch.results or []):
+                job.pieces.append(result)
+            while pending and (isinstance(pending[0], ReadFailure) or pending[0].done):
+                head = pending.popleft()
+                yield head if isinstance(head, ReadFailure) else self._finish(head)
+        for head in pending:  # only failures can remain once every batch is in
+            yield head if isinstance(head, ReadFailure) else self._finish(head)
+
+    def _finish(self, job: _Job) -> CalledRead:
+        dec = self.config.decoder
+        t0 = time.perf_counter()
+        if dec.kind == "crf":
+            called: DecodedChunk = stitch_decoded(job.pieces, job.plan)
+        else:
+            scores = stitch_scores(job.pieces, job.plan)
+            decode = ctc.greedy if self.options.decode_mode == "greedy" else ctc.beam_search
+            kwargs = {} if self.options.decode_mode == "greedy" else {"beam_width": dec.beam_width, "beam_cut": dec.beam_cut}
+            called = decode(scores, reverse=dec.reverse, labels="".join(dec.labels), **kwargs)
+            self.times.decode += time.perf_counter() - t0
+        job.pieces = []
+        return CalledRead(
+            read=job.read, sequence=called.sequence, qstring=called.qstring,
+            mean_qscore=crf.mean_qscore(called.qstring), moves=called.moves, trimmed_samples=job.trimmed,
+        )
+
+
+def _modes(config: ModelConfig) -> tuple[str, ...]:
+    return ("beam", "viterbi") if config.decoder.kind == "crf" else ("beam", "greedy")

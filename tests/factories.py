@@ -1,0 +1,44 @@
+"""Build small checkpoints in third-party layouts for tests (no downloads)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+PAPER_KEPT = (111, 48, 55, 179, 229)  # BCB'24 Table 1, lambda = 6e-7
+
+
+def efficient_basecallers_state(
+    kept: Sequence[int], hidden: int = 384, features: int = 384, state_len: int = 4, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """A ``model_state`` as the seed paper's code saves it, with ``kept`` neurons on per layer."""
+    g = torch.Generator().manual_seed(seed)
+    rnd = lambda *shape, s=1.0: torch.randn(*shape, generator=g) * s  # noqa: E731
+    st: dict[str, torch.Tensor] = {
+        "convolution.0.weight": rnd(4, 1, 5, s=0.3), "convolution.0.bias": rnd(4, s=0.1),
+        "convolution.2.weight": rnd(16, 4, 5, s=0.3), "convolution.2.bias": rnd(16, s=0.1),
+        "convolution.4.weight": rnd(features, 16, 19, s=0.1), "convolution.4.bias": rnd(features, s=0.1),
+    }
+    insize = features
+    for i, k in enumerate(kept):
+        st[f"encoder.{i}.lstm.W"] = rnd(4 * hidden, insize, s=1 / math.sqrt(hidden))
+        st[f"encoder.{i}.lstm.U"] = rnd(4 * hidden, hidden, s=1 / math.sqrt(hidden))
+        st[f"encoder.{i}.lstm.b"] = rnd(4 * hidden, s=0.1)
+        log_alpha = torch.full((hidden,), -3.0) + rnd(hidden, s=0.5).clamp(-1, 1)  # off: below -ln 2
+        on = torch.randperm(hidden, generator=g)[:k]
+        log_alpha[on] = 1.0 + rnd(k, s=0.1)
+        st[f"encoder.{i}.lstm.log_alpha_s"] = log_alpha
+        st[f"encoder.{i}.inference_lstm.weight_ih_l0"] = rnd(4 * max(k, 1), insize)  # stale cache, ignored
+        insize = hidden
+    outputs = 4 ** (state_len + 1)
+    st["decoder.linear.weight"] = rnd(outputs, hidden, s=1 / math.sqrt(hidden))
+    st["decoder.linear.bias"] = rnd(outputs, s=0.1)
+    return st
+
+
+def write_efficient_basecallers(path: Path, kept: Sequence[int], **kw) -> Path:
+    torch.save({"model_state": efficient_basecallers_state(kept, **kw), "epoch": 1}, path)
+    return path
