@@ -76,11 +76,13 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "unsafe content"
-        raise EdgecallError(
-            f"{path}: refused: the checkpoint holds more than plain tensors and could run code "
-            f"when loaded ({first})"
-        ) from None
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:
+            raise EdgecallError(
+                f"{path}: refused: the checkpoint holds '{found.group(1)}', not only tensors, "
+                "and could run code when loaded; edgecall loads plain weights only"
+            ) from None
+        raise EdgecallError(f"{path}: not a PyTorch checkpoint (unreadable pickle data)") from None
     except Exception as exc:  # torch.load raises many types on arbitrary bytes; all mean "not a checkpoint"
         detail = " ".join(str(exc).split())[:160]
         raise EdgecallError(f"{path}: not a PyTorch checkpoint or truncated ({detail})") from None

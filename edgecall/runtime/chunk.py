@@ -49,12 +49,13 @@ def plan_chunks(length: int, chunksize: int, overlap: int, stride: int) -> Chunk
     if n == 1:
         keep[0] = (0, min(frames_per_chunk, -(-length // stride)))
         return ChunkPlan(length, starts, keep)
-    # sample position where chunk j hands over to chunk j+1: middle of their overlap
+    # sample position b where chunk j hands over to chunk j+1: the middle of their overlap.
+    # Chunk j keeps the frames that start before b, chunk j+1 those that start at or after it.
     boundaries = (starts[1:] + starts[:-1] + chunksize) // 2
     first = np.concatenate([[0], boundaries - starts[1:]])
     end = np.concatenate([boundaries - starts[:-1], [chunksize]])
-    keep[:, 0] = np.round(first / stride).astype(np.int64)
-    keep[:, 1] = np.round(end / stride).astype(np.int64)
+    keep[:, 0] = -(-first // stride)
+    keep[:, 1] = -(-end // stride)
     return ChunkPlan(length, starts, keep)
 
 
