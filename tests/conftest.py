@@ -15,3 +15,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_crf_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small sparse CRF checkpoint compiled to a package (random weights: mechanics only)."""
+    pytest.importorskip("torch")
+    from factories import write_efficient_basecallers
+
+    from edgecall.config import BasecallerConfig, ModelConfig
+    from edgecall.export.compile import compile_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny_crf")
+    ckpt = write_efficient_basecallers(root / "tiny.pt", (9, 5, 7, 9, 12), hidden=16, features=16)
+    base = ModelConfig(basecaller=BasecallerConfig(chunksize=2000, overlap=250, batchsize=16))
+    compile_checkpoint(ckpt, root / "tiny.edgecall", targets=["CPU"], name="tiny", base_config=base)
+    return root / "tiny.edgecall"

@@ -39,9 +39,9 @@ def _root(
 
 def _register() -> None:
     from edgecall.cli import compile as compile_cmd
-    from edgecall.cli import devices, import_model, inspect, run
+    from edgecall.cli import devices, import_model, inspect, run, simulate
 
-    for module in (run, compile_cmd, inspect, devices, import_model):
+    for module in (run, compile_cmd, inspect, devices, import_model, simulate):
         module.register(app)
 
 

@@ -58,7 +58,10 @@ def _ort_devices() -> list[Device]:
 
 
 def _torch_device() -> list[Device]:
-    if importlib.util.find_spec("torch") is None:
+    try:
+        if importlib.util.find_spec("torch") is None:
+            return []
+    except (ImportError, ValueError):  # a broken or blocked torch counts as absent
         return []
     return [Device("torch", "torch", "cpu", "PyTorch eager on the CPU (reference; slow)")]
 
