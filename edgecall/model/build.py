@@ -9,11 +9,10 @@ from edgecall.config import ModelConfig
 
 
 def model_from_arrays(config: ModelConfig, arrays: dict[str, np.ndarray]) -> torch.nn.Module:
-    state = {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}
     if config.encoder.architecture == "deepnano-blitz":
-        from edgecall.model.deepnano import build_deepnano
+        from edgecall.model.deepnano import build_module
 
-        return build_deepnano(config, state)
+        return build_module(config, arrays)
     from edgecall.model.crf import build_model
 
-    return build_model(config, state)
+    return build_model(config, {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()})

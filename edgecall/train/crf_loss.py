@@ -1,0 +1,181 @@
+"""Bonito's CTC-CRF loss in pure PyTorch, for CPU training.
+
+Bonito (``bonito/crf/model.py CTC_CRF.ctc_loss``) leans on CUDA kernels from
+seqdist; this is the same loss as two log-space forward-backward passes with
+hand-written gradients (posteriors), so autograd does not record ~T small steps
+per lattice. Time is a Python loop; batch and states are vectorised.
+
+Score layout (edgecall's, ``DESIGN.md`` "CRF decoding"): per frame
+``4**(L+1)`` scores; column ``s*4 + j`` moves into state ``s`` (an L-mer, newest
+base in the lowest 2 bits) from predecessor ``(s >> 2) + j*4**(L-1)``. A stay
+scores the fixed ``blank_score`` and is no column.
+
+As in bonito, a target path starts in the k-mer of the first L bases (they cost
+nothing), then stays or moves to the next k-mer each frame, and must end in
+the last k-mer at the last frame; the normaliser ``logZ`` sums every path from
+every start state. Per chunk, loss = -(log P(target)) / target_length.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+NUM_BASES = 4
+
+
+def _check(scores: Tensor, state_len: int) -> None:
+    if state_len < 1:
+        raise ValueError(f"state_len must be at least 1, got {state_len}")
+    width = NUM_BASES ** (state_len + 1)
+    if scores.dim() != 3 or scores.shape[2] != width:
+        raise ValueError(f"CRF scores must be (T, N, {width}) for state_len {state_len}, got {tuple(scores.shape)}")
+
+
+class _GlobalLogZ(torch.autograd.Function):
+    """log of the summed exp-score of all paths, (N,); gradient = edge posteriors.
+
+    Runs in probability space, rescaled every frame (the scaled forward
+    algorithm): a batched 4x4 matrix-vector product per (chunk, k-mer suffix)
+    instead of a log-sum-exp, about twice as fast on CPU. Safe because every
+    state reaches every other in L frames: with per-frame scores spanning at most
+    R (10 for the head's tanh * 5 against blank 2), no state's forward or
+    backward mass falls more than e^(R*L) below the largest, well inside
+    float32's e^87 for L <= 5 (a target lattice has no such bound: log space).
+    """
+
+    @staticmethod
+    def forward(ctx, scores: Tensor, state_len: int, blank: float) -> Tensor:  # type: ignore[override]
+        frames, batch, _ = scores.shape
+        states, msb = NUM_BASES**state_len, NUM_BASES ** (state_len - 1)
+        x = scores.detach()
+        shift = x.amax(dim=2).clamp(min=blank)  # (T, N): no exp overflows
+        # em[t, n, q, d, j]: exp-score of the move into q*4 + d from j*msb + q
+        em = torch.exp(x - shift[:, :, None]).view(frames, batch, msb, NUM_BASES, NUM_BASES)
+        stay = torch.exp(blank - shift)  # (T, N)
+        alpha = x.new_empty(frames + 1, batch, states)  # each frame sums to 1
+        alpha[0] = 1.0 / states
+        norms = x.new_empty(frames, batch)  # each frame's rescaling factor
+        blocks = em.view(frames, batch * msb, NUM_BASES, NUM_BASES)  # one 4x4 matrix per (n, q)
+        for t in range(frames):
+            prev = alpha[t].view(batch, NUM_BASES, msb).transpose(1, 2).reshape(batch * msb, NUM_BASES, 1)
+            nxt = torch.bmm(blocks[t], prev).view(batch, states).addcmul_(alpha[t], stay[t, :, None])
+            torch.sum(nxt, dim=1, out=norms[t])
+            torch.div(nxt, norms[t, :, None], out=alpha[t + 1])
+        ctx.save_for_backward(em, stay, alpha, norms)
+        return norms.log().sum(dim=0) + shift.sum(dim=0) + state_len * math.log(NUM_BASES)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        em, stay, alpha, norms = ctx.saved_tensors
+        frames, batch, msb = em.shape[:3]
+        states = msb * NUM_BASES
+        beta = alpha.new_empty(alpha.shape)  # rescaled per frame, like alpha
+        beta[frames] = 1.0
+        blocks = em.view(frames, batch * msb, NUM_BASES, NUM_BASES).transpose(2, 3)
+        for t in range(frames - 1, -1, -1):
+            nxt = beta[t + 1].view(batch * msb, NUM_BASES, 1)
+            prev = torch.bmm(blocks[t], nxt).view(batch, msb, NUM_BASES).transpose(1, 2).reshape(batch, states)
+            prev.addcmul_(beta[t + 1], stay[t, :, None])
+            torch.div(prev, prev.amax(dim=1, keepdim=True), out=beta[t])
+        # posterior of an edge at frame t = its weight / all edges' weight at t, and that
+        # total is norms[t] * sum_s alpha[t+1, s] * beta[t+1, s] (alpha[t+1] was divided by norms[t])
+        total = norms * (alpha[1:] * beta[1:]).sum(dim=2)
+        after = beta[1:] * (grad[None, :] / total)[:, :, None]
+        before = alpha[:-1].view(frames, batch, NUM_BASES, msb).transpose(2, 3).contiguous()
+        post = em * before[:, :, :, None, :]
+        post *= after.view(frames, batch, msb, NUM_BASES, 1)
+        return post.view(frames, batch, -1), None, None
+
+
+class _TargetLogZ(torch.autograd.Function):
+    """log of the summed exp-score of the paths that spell each target, (N,)."""
+
+    @staticmethod
+    def forward(ctx, moves: Tensor, n_states: Tensor, blank: float) -> Tensor:  # type: ignore[override]
+        frames, batch, _ = moves.shape
+        moves = moves.detach()
+        alpha = moves.new_full((frames + 1, batch, moves.shape[2] + 1), float("-inf"))
+        alpha[0, :, 0] = 0.0
+        for t in range(frames):
+            a, nxt = alpha[t], alpha[t + 1]
+            torch.add(a, blank, out=nxt)
+            torch.logaddexp(nxt[:, 1:], a[:, :-1] + moves[t], out=nxt[:, 1:])
+        ctx.save_for_backward(moves, alpha, n_states)
+        ctx.blank = blank
+        return alpha[frames, torch.arange(batch), n_states - 1]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        moves, alpha, n_states = ctx.saved_tensors
+        frames, batch, _ = moves.shape
+        rows = torch.arange(batch)
+        beta = torch.full_like(alpha, float("-inf"))
+        beta[frames, rows, n_states - 1] = 0.0
+        for t in range(frames - 1, -1, -1):
+            b, cur = beta[t + 1], beta[t]
+            torch.add(b, ctx.blank, out=cur)
+            torch.logaddexp(cur[:, :-1], b[:, 1:] + moves[t], out=cur[:, :-1])
+        logz = alpha[frames, rows, n_states - 1]
+        post = torch.exp(alpha[:-1, :, :-1] + moves + beta[1:, :, 1:] - logz[None, :, None])
+        return post * grad[None, :, None], None, None
+
+
+def global_logz(scores: Tensor, *, state_len: int, blank_score: float = 2.0) -> Tensor:
+    """(N,) log-sum over all paths (any start state) of the (T, N, C) scores."""
+    _check(scores, state_len)
+    return _GlobalLogZ.apply(scores, state_len, float(blank_score))
+
+
+def target_move_scores(scores: Tensor, targets: Tensor, state_len: int) -> Tensor:
+    """(T, N, S - L) scores of the moves k-mer i -> i+1 of each target (bonito's ``prepare_ctc_scores``)."""
+    bases = (targets - 1).clamp(min=0)  # 1..4 -> 0..3; padding becomes 0, never reached
+    count = targets.shape[1] - state_len + 1
+    kmers = sum(bases[:, i : count + i] * NUM_BASES ** (state_len - 1 - i) for i in range(state_len))
+    index = kmers[:, 1:] * NUM_BASES + bases[:, : count - 1]  # j = the predecessor's oldest base
+    return scores.gather(2, index.unsqueeze(0).expand(scores.shape[0], -1, -1))
+
+
+def target_logz(
+    scores: Tensor, targets: Tensor, target_lengths: Tensor, *, state_len: int, blank_score: float = 2.0
+) -> Tensor:
+    """(N,) log-sum over the paths that spell each target; raises if a target cannot fit."""
+    _check(scores, state_len)
+    if targets.dim() != 2 or targets.shape[0] != scores.shape[1] or target_lengths.shape != (scores.shape[1],):
+        raise ValueError(f"targets (N, S) and target_lengths (N,) must match scores' N = {scores.shape[1]}")
+    lengths = target_lengths.to(torch.int64)
+    if int(lengths.min()) < state_len or int(lengths.max()) > targets.shape[1]:
+        raise ValueError(f"target lengths must be in [{state_len}, {targets.shape[1]}] (state_len, padded width)")
+    if int(lengths.max()) - state_len > scores.shape[0]:
+        raise ValueError(f"a target of {int(lengths.max())} bases needs more moves than {scores.shape[0]} frames")
+    moves = target_move_scores(scores, targets.to(torch.int64), state_len)
+    return _TargetLogZ.apply(moves, lengths - state_len + 1, float(blank_score))
+
+
+def crf_loss(
+    scores: Tensor,
+    targets: Tensor,
+    target_lengths: Tensor,
+    *,
+    state_len: int,
+    blank_score: float = 2.0,
+    normalise: bool = True,
+    loss_clip: float | None = None,
+) -> Tensor:
+    """Mean over the batch of -(log P(target)) / target_length, a scalar.
+
+    ``scores`` (T, N, 4**(state_len+1)) float (the network output), ``targets``
+    (N, S) int64 bases 1..4 (A, C, G, T) padded with 0, ``target_lengths`` (N,).
+    ``normalise`` divides by the global normaliser (bonito's default; the loss is
+    then >= 0). ``loss_clip`` clamps each chunk's loss to [0, clip], as bonito's
+    ``loss_clip`` (the seed paper's code uses 10).
+    """
+    score = target_logz(scores, targets, target_lengths, state_len=state_len, blank_score=blank_score)
+    if normalise:
+        score = score - global_logz(scores, state_len=state_len, blank_score=blank_score)
+    loss = -score / target_lengths.to(score.dtype)
+    if loss_clip is not None:
+        loss = loss.clamp(0.0, loss_clip)
+    return loss.mean()

@@ -1,0 +1,165 @@
+"""The Bonito CRF model with learnable neuron gates (Frensel, Al-Ars & Hofstee, BCB'24).
+
+Every LSTM neuron k of layer i has a hard-concrete gate s_k with parameter
+``rnns.{i}.log_alpha[k]``; an L0 penalty on P(s_k != 0) pushes neurons off,
+and ``edgecall.export.shrink`` then removes the ones whose deterministic gate
+is off. Parameter names equal ``BonitoCRF``'s plus the ``log_alpha`` vectors,
+so a training checkpoint is a canonical state dict that ``load_checkpoint``
+reads and ``compile`` shrinks.
+
+One formulation serves training and evaluation and runs PyTorch's fused LSTM
+(not a Python loop over time steps): the gate scales neuron k's four gate rows
+of W_ih, W_hh and both biases, its column of W_hh, and its output h_k. With the
+binary eval gate this is exactly ``shrink.masked_state``: a masked neuron's
+pre-activations are 0, so its cell and output are exactly 0. Deviations from
+the reference (``src/layers/masked_lstm.py``), both forced by the fused kernel:
+it also scales the i, f, g activations by s (the two agree whenever s is 0 or
+1, where training drives the gates), and it draws fresh gate noise every time
+step, where this draws one sample per forward pass, shared by time and batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from edgecall.config import ModelConfig
+from edgecall.errors import EdgecallError
+from edgecall.export.shrink import BETA, GAMMA, LSTM_GATES, ZETA, keep_mask, nonzero_probability
+from edgecall.model.checkpoint import LoadedCheckpoint
+from edgecall.model.crf import conv_stack
+
+INIT_NONZERO_PROBABILITY = 0.9  # P(gate != 0) of a fresh neuron: ~90% of neurons on in each training step
+# log alpha with nonzero_probability == 0.9: ln 9 + beta ln(-gamma/zeta) = 0.599. Every
+# fresh neuron is on at eval (its log alpha is far above -ln 2). The reference draws
+# N(1, 0.1), i.e. P(gate != 0) = 0.93.
+LOG_ALPHA_INIT_MEAN = (
+    math.log(INIT_NONZERO_PROBABILITY / (1 - INIT_NONZERO_PROBABILITY))
+    + BETA * math.log(-GAMMA / ZETA)
+)
+LOG_ALPHA_INIT_STD = 0.1  # as the reference's N(1, 0.1)
+
+
+def sample_gate(log_alpha: Tensor) -> Tensor:
+    """(H,) stochastic hard-concrete gate in [0, 1], differentiable in log_alpha.
+
+    s = clamp(sigmoid((ln u - ln(1 - u) + log_alpha) / beta) * (zeta - gamma) + gamma, 0, 1),
+    u ~ U(0, 1) from torch's global generator (saved in checkpoints, so resumes repeat it).
+    """
+    u = torch.rand_like(log_alpha)
+    stretched = torch.sigmoid((u.log() - (-u).log1p() + log_alpha) / BETA) * (ZETA - GAMMA) + GAMMA
+    return stretched.clamp(0.0, 1.0)
+
+
+class MaskedLSTM(nn.Module):
+    """One gated unidirectional LSTM layer; a reversed layer flips time around it."""
+
+    def __init__(self, insize: int, size: int, reverse: bool) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(insize, size)
+        self.log_alpha = nn.Parameter(torch.empty(size).normal_(LOG_ALPHA_INIT_MEAN, LOG_ALPHA_INIT_STD))
+        self.reverse = reverse
+
+    def gate(self) -> Tensor:
+        """(H,) the gate for this forward pass: sampled in training, binary in eval."""
+        if self.training:
+            return sample_gate(self.log_alpha)
+        return keep_mask(self.log_alpha.detach()).to(self.log_alpha.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(T, N, I) -> (T, N, H); one gate sample per call, shared by time and batch."""
+        s = self.gate()
+        rows = s.repeat(LSTM_GATES)[:, None]  # gate row g*H + k belongs to neuron k
+        rnn = self.rnn
+        weights = {
+            "weight_ih_l0": rnn.weight_ih_l0 * rows,
+            "weight_hh_l0": rnn.weight_hh_l0 * rows * s[None, :],
+            "bias_ih_l0": rnn.bias_ih_l0 * rows[:, 0],
+            "bias_hh_l0": rnn.bias_hh_l0 * rows[:, 0],
+        }
+        if self.reverse:
+            x = x.flip(0)
+        y, _ = functional_call(rnn, weights, (x,))
+        y = y * s
+        return y.flip(0) if self.reverse else y
+
+
+class MaskedBonitoCRF(nn.Module):
+    """(N, 1, T) normalised signal -> (T/stride, N, 4^(state_len+1)) CRF scores, gated LSTMs."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.encoder.architecture != "bonito-lstm" or config.decoder.kind != "crf":
+            raise EdgecallError(f"{config.name}: not a Bonito LSTM CRF model config")
+        if config.encoder.rnn_type != "lstm":
+            raise EdgecallError(f"{config.name}: gated training supports LSTM layers, not {config.encoder.rnn_type}")
+        enc = config.encoder
+        self.config = config
+        self.conv = conv_stack(config)
+        sizes = (enc.features, *enc.layers)
+        self.rnns = nn.ModuleList(
+            MaskedLSTM(sizes[i], sizes[i + 1], enc.layer_reversed(i)) for i in range(len(enc.layers))
+        )
+        self.head = nn.Linear(enc.layers[-1], config.num_outputs)
+        self.scale = enc.scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv(x).permute(2, 0, 1)
+        for rnn in self.rnns:
+            x = rnn(x)
+        return torch.tanh(self.head(x)) * self.scale
+
+    def masked_layers(self) -> list[MaskedLSTM]:
+        return [layer for layer in self.rnns if isinstance(layer, MaskedLSTM)]
+
+
+def kept_neurons(model: MaskedBonitoCRF) -> tuple[int, ...]:
+    """Neurons per layer whose deterministic gate is on (what shrinking would keep)."""
+    return tuple(int(keep_mask(layer.log_alpha.detach()).sum()) for layer in model.masked_layers())
+
+
+def l0_penalty(model: MaskedBonitoCRF) -> Tensor:
+    """The paper's eq. 4 without lambda: expected weights that stay nonzero, a scalar.
+
+    Per layer with p_k = P(s_k != 0) and input size I: I * sum p (the rows of W_ih)
+    + sum_{k != l} p_k p_l (off-diagonal W_hh) + sum p (diagonal W_hh). I is the
+    layer's real input size; the reference hard-codes 384 (its every layer's).
+    """
+    terms = []
+    for layer in model.masked_layers():
+        p = nonzero_probability(layer.log_alpha)
+        mass = p.sum()
+        terms.append(layer.rnn.input_size * mass + (mass * mass - (p * p).sum()) + mass)
+    return torch.stack(terms).sum()
+
+
+def delayed_lambda(step: int, *, warmup_steps: int, initial: float = 5e-8, target: float) -> float:
+    """Delayed masking: a small lambda while the network learns, the target from ``warmup_steps`` on."""
+    return initial if step < warmup_steps else target
+
+
+def to_checkpoint_state(model: MaskedBonitoCRF) -> dict[str, Tensor]:
+    """Canonical names (``conv.*``, ``rnns.i.rnn.*``, ``head.*``) + ``rnns.i.log_alpha``, detached copies."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def from_checkpoint_state(config: ModelConfig, state: dict[str, Tensor]) -> MaskedBonitoCRF:
+    """Rebuild a model from ``to_checkpoint_state`` output; strict about names and shapes."""
+    model = MaskedBonitoCRF(config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise EdgecallError(f"{config.name}: weights do not fit the gated model ({detail})") from None
+    return model
+
+
+def from_loaded(ckpt: LoadedCheckpoint) -> MaskedBonitoCRF:
+    """Start from any checkpoint edgecall reads; a dense one gets fresh gates (all on)."""
+    state = dict(ckpt.state)
+    for i, layer in enumerate(MaskedBonitoCRF(ckpt.config).masked_layers()):
+        state[f"rnns.{i}.log_alpha"] = ckpt.log_alpha[i] if ckpt.log_alpha is not None else layer.log_alpha.detach()
+    return from_checkpoint_state(ckpt.config, state)

@@ -1,0 +1,154 @@
+"""The gated training model: eval mode is the masked dense model that shrink/compile reproduce."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from factories import write_efficient_basecallers  # noqa: E402
+
+from edgecall.config import DecoderConfig, EncoderConfig, ModelConfig  # noqa: E402
+from edgecall.export.compile import compile_checkpoint  # noqa: E402
+from edgecall.export.shrink import BETA, GAMMA, ZETA, keep_mask, masked_state  # noqa: E402
+from edgecall.model.checkpoint import EDGECALL_FORMAT, load_checkpoint  # noqa: E402
+from edgecall.model.crf import BonitoCRF, build_model  # noqa: E402
+from edgecall.train.masked_model import (  # noqa: E402
+    INIT_NONZERO_PROBABILITY, MaskedBonitoCRF, delayed_lambda, from_checkpoint_state, from_loaded, kept_neurons,
+    l0_penalty, sample_gate, to_checkpoint_state,
+)
+
+TINY = ModelConfig(
+    name="tiny",
+    encoder=EncoderConfig(conv_channels=(4, 16, 16), layers=(8, 8, 8, 8, 8)),
+    decoder=DecoderConfig(state_len=2),
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; several spin-wait badly on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def sparse_model(seed: int = 0) -> MaskedBonitoCRF:
+    """A tiny model with about half of every layer's neurons switched off."""
+    torch.manual_seed(seed)
+    model = MaskedBonitoCRF(TINY)
+    with torch.no_grad():
+        for layer in model.masked_layers():
+            off = torch.rand(layer.log_alpha.shape) < 0.5
+            off[0] = False  # every layer keeps a neuron, so the model can be shrunk
+            layer.log_alpha[off] = -2.0
+    return model.eval()
+
+
+def save(model: MaskedBonitoCRF, path: Path) -> Path:
+    obj = {"format": EDGECALL_FORMAT, "config": model.config.to_toml(), "model_state": to_checkpoint_state(model)}
+    torch.save(obj, path)
+    return path
+
+
+def signal(seed: int = 1, samples: int = 1000) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal((2, 1, samples)).astype(np.float32))
+
+
+def test_state_dict_is_canonical_plus_log_alpha() -> None:
+    names = set(MaskedBonitoCRF(TINY).state_dict())
+    canonical = set(BonitoCRF(TINY).state_dict())
+    assert names == canonical | {f"rnns.{i}.log_alpha" for i in range(5)}
+
+
+def test_eval_model_equals_shrink_masked_state(tmp_path: Path) -> None:
+    model = sparse_model()
+    ckpt = load_checkpoint(save(model, tmp_path / "m.pt"))
+    assert ckpt.kind == "edgecall" and ckpt.config == TINY
+    assert [int(keep_mask(a).sum()) for a in ckpt.log_alpha] == list(kept_neurons(model))
+    with torch.no_grad():
+        expected = build_model(ckpt.config, masked_state(ckpt))(signal())
+        got = model(signal())
+    assert (got - expected).abs().max() <= 1e-5
+    rebuilt = from_checkpoint_state(TINY, to_checkpoint_state(model)).eval()
+    with torch.no_grad():
+        assert torch.equal(rebuilt(signal()), got)
+
+
+def test_compiled_onnx_matches_eval_model(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    model = sparse_model(3)
+    result = compile_checkpoint(save(model, tmp_path / "m.pt"), tmp_path / "pkg")
+    assert result.kept == kept_neurons(model) and result.kept != TINY.encoder.layers
+    x = signal(4, 2000)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    session = ort.InferenceSession(str(tmp_path / "pkg" / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"signal": x.numpy()})[0]
+    assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_seed_paper_checkpoint_loads_as_gated_model(tmp_path: Path) -> None:
+    path = write_efficient_basecallers(tmp_path / "s.pt", (3, 5, 2, 7, 4), hidden=8, features=16, state_len=2)
+    ckpt = load_checkpoint(path)
+    model = from_loaded(ckpt).eval()
+    assert kept_neurons(model) == (3, 5, 2, 7, 4)
+    with torch.no_grad():
+        expected = build_model(ckpt.config, masked_state(ckpt))(signal())
+        assert (model(signal()) - expected).abs().max() <= 1e-5
+
+
+def test_l0_penalty_is_the_papers_formula() -> None:
+    torch.manual_seed(5)
+    model = MaskedBonitoCRF(TINY)
+    with torch.no_grad():
+        for layer in model.masked_layers():
+            layer.log_alpha.normal_(0.0, 2.0)
+    expected = 0.0
+    for layer in model.masked_layers():
+        p = [1 / (1 + math.exp(-(a - BETA * math.log(-GAMMA / ZETA)))) for a in layer.log_alpha.tolist()]
+        x_norm = layer.rnn.input_size
+        expected += sum(x_norm * pi for pi in p)
+        expected += sum(pi * pj for i, pi in enumerate(p) for j, pj in enumerate(p) if i != j)
+        expected += sum(p)
+    penalty = l0_penalty(model)
+    assert penalty.item() == pytest.approx(expected, rel=1e-5)
+    penalty.backward()
+    assert all(layer.log_alpha.grad is not None and (layer.log_alpha.grad > 0).all() for layer in model.masked_layers())
+
+
+def test_lambda_switches_exactly_at_warmup() -> None:
+    assert delayed_lambda(0, warmup_steps=10, target=2e-6) == 5e-8
+    assert delayed_lambda(9, warmup_steps=10, target=2e-6) == 5e-8
+    assert delayed_lambda(10, warmup_steps=10, target=2e-6) == 2e-6
+    assert delayed_lambda(11, warmup_steps=10, initial=1e-9, target=2e-6) == 2e-6
+
+
+def test_init_starts_with_about_ninety_percent_on() -> None:
+    torch.manual_seed(0)
+    model = MaskedBonitoCRF(TINY.replace(encoder=EncoderConfig(conv_channels=(4, 16, 16), layers=(384,) * 5)))
+    alphas = torch.cat([layer.log_alpha.detach() for layer in model.masked_layers()])
+    from edgecall.export.shrink import nonzero_probability
+
+    assert nonzero_probability(alphas).mean().item() == pytest.approx(INIT_NONZERO_PROBABILITY, abs=0.005)
+    assert kept_neurons(model) == (384,) * 5  # the deterministic (eval) gate keeps every fresh neuron
+    samples = torch.stack([sample_gate(alphas) for _ in range(50)])
+    assert (samples > 0).float().mean().item() == pytest.approx(INIT_NONZERO_PROBABILITY, abs=0.01)
+    assert samples.min() >= 0.0 and samples.max() <= 1.0 and (samples == 1.0).any()
+
+
+def test_training_gates_are_stochastic_and_learnable() -> None:
+    torch.manual_seed(0)
+    model = MaskedBonitoCRF(TINY).train()
+    x = signal()
+    a, b = model(x), model(x)
+    assert not torch.equal(a, b)
+    a.square().mean().backward()
+    assert all(layer.log_alpha.grad.abs().sum() > 0 for layer in model.masked_layers())

@@ -1,0 +1,133 @@
+"""The training loop learns, logs, writes loadable checkpoints, and resumes bit for bit."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edgecall.config import DecoderConfig, EncoderConfig, ModelConfig  # noqa: E402
+from edgecall.model.checkpoint import load_checkpoint  # noqa: E402
+from edgecall.train.loop import (  # noqa: E402
+    LOG_COLUMNS, Batch, TrainOptions, checkpoints, edit_distance, learning_rate, train,
+)
+
+TINY = ModelConfig(
+    name="tiny",
+    encoder=EncoderConfig(conv_channels=(4, 16, 16), layers=(8, 8, 8, 8, 8)),
+    decoder=DecoderConfig(state_len=2),
+)
+CHUNK, BATCH, BASES = 500, 4, 40  # 100 frames per chunk
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; several spin-wait badly on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def synthetic(seed: int) -> Batch:
+    """Random bases and a signal that steps with them (a toy pore: one level per base, 8-16 samples each)."""
+    rng = np.random.default_rng(seed)
+    levels = np.array([-1.2, -0.4, 0.4, 1.2], np.float32)
+    signal = np.zeros((BATCH, 1, CHUNK), np.float32)
+    targets = rng.integers(1, 5, (BATCH, BASES))
+    lengths = np.zeros(BATCH, np.int64)
+    for n in range(BATCH):
+        pos = 0
+        for i, base in enumerate(targets[n]):
+            dwell = int(rng.integers(8, 17))
+            if pos + dwell > CHUNK:
+                break
+            signal[n, 0, pos : pos + dwell] = levels[base - 1] + 0.1 * rng.standard_normal(dwell)
+            pos += dwell
+            lengths[n] = i + 1
+        targets[n, lengths[n] :] = 0
+    return torch.from_numpy(signal), torch.from_numpy(targets), torch.from_numpy(lengths)
+
+
+def options(out: Path, **kw) -> TrainOptions:
+    base = TrainOptions(
+        out_dir=out, steps=6, batch_size=BATCH, chunksize=CHUNK, lr=5e-3, warmup_steps=2, min_lr=1e-4,
+        lambda_initial=1e-6, lambda_target=1e-4, lambda_step=4, log_every=2, checkpoint_every=3,
+        validate_every=3, seed=7, threads=1,
+    )
+    return replace(base, **kw)
+
+
+def test_loss_decreases_on_a_fixed_batch(tmp_path: Path) -> None:
+    batch = synthetic(0)
+    result = train(TINY, options(tmp_path, steps=25, lambda_step=100, checkpoint_every=100), lambda step: batch)
+    assert result.step == 25 and len(result.losses) == 25
+    assert np.mean(result.losses[-3:]) < 0.9 * np.mean(result.losses[:3])
+
+
+def test_resume_after_interruption_is_bit_exact(tmp_path: Path) -> None:
+    val = synthetic(99)
+    straight = train(TINY, options(tmp_path / "a"), synthetic, val)
+
+    class Interrupted(Exception):
+        pass
+
+    def crashing(step: int) -> Batch:
+        if step == 4:  # after the checkpoint at step 3 and one more step that is lost
+            raise Interrupted
+        return synthetic(step)
+
+    with pytest.raises(Interrupted):
+        train(TINY, options(tmp_path / "b"), crashing, val)
+    assert [s for s, _ in checkpoints(tmp_path / "b")] == [3]
+    resumed = train(TINY, options(tmp_path / "b"), synthetic, val)
+    assert resumed.losses == straight.losses[3:]
+    a = load_checkpoint(straight.checkpoint)
+    b = load_checkpoint(resumed.checkpoint)
+    assert a.state.keys() == b.state.keys()
+    assert all(torch.equal(a.state[k], b.state[k]) for k in a.state)
+    assert all(torch.equal(x, y) for x, y in zip(a.log_alpha, b.log_alpha))
+    log_a = (tmp_path / "a" / "train.tsv").read_text().splitlines()
+    log_b = (tmp_path / "b" / "train.tsv").read_text().splitlines()
+    assert [r.split("\t")[:6] for r in log_a] == [r.split("\t")[:6] for r in log_b]  # same rows, no duplicates
+
+
+def test_checkpoint_is_an_edgecall_checkpoint(tmp_path: Path) -> None:
+    result = train(TINY, options(tmp_path, steps=3), synthetic, synthetic(99))
+    ckpt = load_checkpoint(result.checkpoint)
+    assert ckpt.kind == "edgecall" and ckpt.config == TINY
+    assert [tuple(a.shape) for a in ckpt.log_alpha] == [(8,)] * 5
+    raw = torch.load(result.checkpoint, weights_only=True)
+    assert raw["step"] == 3 and raw["options"]["seed"] == 7 and {"torch", "numpy", "python"} <= set(raw["rng"])
+    header, *rows = (tmp_path / "train.tsv").read_text().splitlines()
+    assert tuple(header.split("\t")) == LOG_COLUMNS
+    last = dict(zip(LOG_COLUMNS, rows[-1].split("\t")))
+    assert last["step"] == "3" and last["kept"] == "8,8,8,8,8"
+    assert 0.0 <= float(last["val_accuracy"]) <= 1.0 and float(last["val_loss"]) > 0
+    assert not list(tmp_path.glob(".*.tmp"))
+    pytest.importorskip("onnx")
+    from edgecall.export.compile import compile_checkpoint
+
+    assert compile_checkpoint(result.checkpoint, tmp_path / "pkg").kept == (8, 8, 8, 8, 8)
+
+
+def test_schedules() -> None:
+    opts = options(Path("."), steps=100, warmup_steps=10, lr=1e-3, min_lr=1e-5)
+    assert learning_rate(0, opts) == pytest.approx(1e-4)
+    assert learning_rate(9, opts) == pytest.approx(1e-3)
+    assert learning_rate(10, opts) == pytest.approx(1e-3)
+    assert learning_rate(55, opts) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert learning_rate(100, opts) == pytest.approx(1e-5)
+
+
+def test_edit_distance() -> None:
+    def ed(a: str, b: str) -> int:
+        return edit_distance(np.frombuffer(a.encode(), np.uint8), np.frombuffer(b.encode(), np.uint8))
+
+    assert ed("", "") == 0 and ed("ACGT", "") == 4 and ed("", "AC") == 2
+    assert ed("ACGT", "ACGT") == 0 and ed("ACGT", "AGT") == 1 and ed("kitten", "sitting") == 3
+    assert ed("AAAATTTT", "TTTTAAAA") == 8 and ed("GATTACA", "GCATGCU") == 4
