@@ -59,3 +59,16 @@ def identity(query: str, reference: str, band: int | None = None) -> float:
         band = abs(len(a) - len(b)) + max(100, max(len(a), len(b)) // 20)
     edits, columns = _banded(a, b, band)
     return (columns - edits) / columns
+
+
+def mapped_identity(query: str, reference: str) -> float:
+    """BLAST identity of minimap2's primary alignment (matches / alignment columns), clipped ends excluded.
+
+    Used where one call legitimately extends past the other (edgecall calls the signal
+    tail that DeepNano-blitz leaves out); 0.0 when the query does not map.
+    """
+    import mappy
+
+    aligner = mappy.Aligner(seq=reference, preset="map-ont")
+    hits = [h for h in aligner.map(query) if h.is_primary]
+    return max((h.mlen / h.blen for h in hits), default=0.0)

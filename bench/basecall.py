@@ -1,0 +1,99 @@
+"""End-to-end basecalling benchmark: speed, time per stage and accuracy, models side by side.
+
+For each model, in one process and on the same reads: wall-clock samples/s of the
+whole pipeline (read, normalise, chunk, infer, decode, stitch, format FASTQ), the
+busy time of each stage, and the median identity of the calls against the
+reference. Stages run in overlapping threads, so busy times are also shown as a
+share of their sum.
+
+    python bench/basecall.py --models deepnano-blitz-w64 deepnano-blitz-w96 \
+        --reads ../shared/data/accuracy/lambda_r941/lambda_r941.pod5 \
+        --reference ../shared/data/accuracy/lambda_r941/Lambda_phage.fna
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from accuracy import measure  # noqa: E402
+
+from edgecall.package import load_package  # noqa: E402
+from edgecall.runtime.fastq import format_record  # noqa: E402
+from edgecall.runtime.pipeline import Basecaller, RunOptions  # noqa: E402
+from edgecall.runtime.read import ReadFailure  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def bench_model(model: str, reads: list[Path], options: RunOptions, reference: Path | None) -> dict:
+    package = load_package(model)
+    caller = Basecaller(package, options)
+    calls: list[tuple[str, str]] = []
+    write_time = 0.0
+    failures = 0
+    start = time.perf_counter()
+    for item in caller.run(reads):
+        if isinstance(item, ReadFailure):
+            failures += 1
+            continue
+        t0 = time.perf_counter()
+        format_record(item, package.config.name)
+        write_time += time.perf_counter() - t0
+        calls.append((item.read.read_id, item.sequence))
+    wall = time.perf_counter() - start
+    caller.close()
+    t = caller.times
+    stages = {"read": t.read, "normalise": t.normalise, "infer": t.infer, "decode": t.decode, "write": write_time}
+    result = {
+        "model": package.config.name,
+        "backend": caller.backend.name,
+        "batch": caller.batch_size,
+        "reads": len(calls),
+        "failures": failures,
+        "samples": t.samples,
+        "wall": wall,
+        "samples_per_s": t.samples / wall,
+        "stages": stages,
+    }
+    if reference is not None:
+        result["accuracy"] = measure(calls, reference)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["deepnano-blitz-w64"])
+    parser.add_argument("--reads", nargs="+", type=Path, default=[SHARED / "accuracy/lambda_r941/lambda_r941.pod5"])
+    parser.add_argument("--reference", type=Path, default=SHARED / "accuracy/lambda_r941/Lambda_phage.fna")
+    parser.add_argument("--device", default="CPU")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--repeat", type=int, default=1, help="Runs per model; the fastest is reported.")
+    args = parser.parse_args()
+    options = RunOptions(device=args.device, batch_size=args.batch_size, threads=args.threads)
+    reference = args.reference if args.reference and args.reference.is_file() else None
+    print(f"# {os.cpu_count()} CPUs; reads: {' '.join(map(str, args.reads))}; device {args.device}")
+    header = f"{'model':<22} {'backend':<14} {'batch':>5} {'reads':>5} {'Msamples/s':>10}  " \
+             f"{'read':>5} {'norm':>5} {'infer':>5} {'decode':>6} {'write':>5}  (busy share)  identity"
+    print(header)
+    for model in args.models:
+        runs = [bench_model(model, args.reads, options, reference) for _ in range(args.repeat)]
+        r = max(runs, key=lambda x: x["samples_per_s"])
+        busy = sum(r["stages"].values())
+        shares = "  ".join(f"{100 * v / busy:5.1f}" for v in r["stages"].values())
+        acc = r.get("accuracy")
+        ident = f"{acc.median_identity:.4f} ({acc.mapped}/{acc.reads} mapped)" if acc else "-"
+        print(f"{r['model']:<22} {r['backend']:<14} {r['batch']:>5} {r['reads']:>5} {r['samples_per_s'] / 1e6:>10.3f}  {shares}  {ident}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"# peak RSS of this process: {peak:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
