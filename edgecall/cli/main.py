@@ -8,6 +8,7 @@ exits quietly.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import typer
@@ -39,9 +40,9 @@ def _root(
 
 def _register() -> None:
     from edgecall.cli import compile as compile_cmd
-    from edgecall.cli import devices, import_model, inspect, run, simulate
+    from edgecall.cli import devices, import_model, inspect, run, simulate, train
 
-    for module in (run, compile_cmd, inspect, devices, import_model, simulate):
+    for module in (run, compile_cmd, inspect, devices, import_model, simulate, train):
         module.register(app)
 
 
@@ -50,18 +51,49 @@ def error_line(message: str) -> None:
     sys.stderr.flush()
 
 
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM. A BaseException of our own so no library turns it into something else."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    # one interruption is enough: ignore repeats so cleanup (closing outputs) is not cut short
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     _register()
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
     try:
         app(args=argv, prog_name="edgecall", standalone_mode=True)
     except EdgecallError as exc:
         error_line(str(exc))
         sys.exit(1)
-    except KeyboardInterrupt:
-        sys.stderr.write("edgecall: interrupted\n")
-        sys.exit(130)
+    except Interrupted as exc:
+        _interrupted(exc.signum)
     except BrokenPipeError:
         # stdout closed early (e.g. `| head`): stop quietly, without Python's shutdown warning
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)
+
+
+def _interrupted(signum: int) -> None:
+    """Leave at once after Ctrl-C/SIGTERM; outputs were already closed on a whole record.
+
+    Worker threads may be inside native inference code; waiting for them at
+    interpreter shutdown can abort the process, so skip the shutdown.
+    """
+    sys.stderr.write("edgecall: interrupted; everything written so far is complete\n")
+    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+    os._exit(128 + signum)
