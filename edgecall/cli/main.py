@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 
 import typer
 
@@ -74,9 +75,10 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="edgecall", standalone_mode=True)
     except EdgecallError as exc:
         error_line(str(exc))
-        sys.exit(1)
+        _leave(1)
     except Interrupted as exc:
-        _interrupted(exc.signum)
+        sys.stderr.write("edgecall: interrupted; everything written so far is complete\n")
+        _leave(128 + exc.signum)
     except BrokenPipeError:
         # stdout closed early (e.g. `| head`): stop quietly, without Python's shutdown warning
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -84,16 +86,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
 
 
-def _interrupted(signum: int) -> None:
-    """Leave at once after Ctrl-C/SIGTERM; outputs were already closed on a whole record.
+def _leave(status: int) -> None:
+    """Exit now; outputs were already closed on a whole record by the command's cleanup.
 
-    Worker threads may be inside native inference code; waiting for them at
-    interpreter shutdown can abort the process, so skip the shutdown.
+    Pipeline worker threads may be inside native inference code; letting the
+    interpreter shut down around them aborts the process ("terminate called
+    without an active exception"), so flush and skip the shutdown instead.
     """
-    sys.stderr.write("edgecall: interrupted; everything written so far is complete\n")
     sys.stderr.flush()
     try:
         sys.stdout.flush()
     except (BrokenPipeError, ValueError):
         pass
-    os._exit(128 + signum)
+    if threading.active_count() > 1:
+        os._exit(status)
+    sys.exit(status)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
@@ -19,7 +19,9 @@ from edgecall.runtime.fastq import FastqWriter
 from edgecall.runtime.pipeline import Basecaller, RunOptions
 from edgecall.runtime.read import ReadFailure
 from edgecall.runtime.readers import find_inputs
+from edgecall.runtime.resume import ResumeState, copy_prefix, scan_fastq
 from edgecall.runtime.summary import SummaryWriter
+from edgecall.runtime.watch import watch_folder
 
 EXIT_SOME_FAILED = 3
 
@@ -29,7 +31,7 @@ def register(app: typer.Typer) -> None:
 
 
 def run_command(
-    inputs: list[Path] = typer.Argument(..., help="pod5/fast5 files or folders."),
+    inputs: Optional[list[Path]] = typer.Argument(None, help="pod5/fast5 files or folders (optional with --watch)."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Bundled model name or package directory."),
     device: str = typer.Option("CPU", "--device", "-d", help="CPU, GPU, NPU, MYRIAD, AUTO (OpenVINO); ort, ort:cuda, ort:tensorrt; torch. See 'edgecall devices'."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write FASTQ here instead of stdout (.gz compresses)."),
@@ -44,22 +46,34 @@ def run_command(
     min_qscore: float = typer.Option(0.0, "--min-qscore", help="Leave out reads whose mean Q is below this."),
     emit_moves: bool = typer.Option(False, "--emit-moves", help="Add the move table as an mv:B:c tag."),
     emit_summary: Optional[Path] = typer.Option(None, "--emit-summary", help="Write a per-read summary TSV here."),
+    resume_from: Optional[Path] = typer.Option(None, "--resume-from", help="FASTQ of an interrupted run: keep its complete records, call only the rest (may equal -o)."),
+    watch: Optional[Path] = typer.Option(None, "--watch", help="Also follow this folder, calling each new pod5/fast5 once it is complete."),
+    watch_idle: Optional[float] = typer.Option(None, "--watch-idle", help="With --watch: stop after this many seconds without a new file (default: until Ctrl-C)."),
+    max_memory: Optional[float] = typer.Option(None, "--max-memory", help="GB the basecaller's buffers may use (batch size and queues are sized to fit)."),
 ) -> None:
     """Basecall reads to FASTQ (stdout by default); progress and a summary go to stderr."""
-    files = find_inputs(inputs, recursive=recursive)
+    if not inputs and watch is None:
+        raise EdgecallError("give input files or folders, or --watch FOLDER")
+    if watch is not None and not watch.is_dir():
+        raise EdgecallError(f"{watch}: no such folder to watch")
+    files = find_inputs(inputs, recursive=recursive) if inputs else []
     package = load_package(model)
+    resume = scan_fastq(resume_from) if resume_from is not None else None
     options = RunOptions(
         device=device, batch_size=batch_size, chunksize=chunksize, overlap=overlap, threads=threads,
         decode_mode=decode, read_ids=_read_ids(read_ids), max_reads=max_reads,
+        skip_read_ids=resume.read_ids if resume else frozenset(),
+        max_memory=int(max_memory * 1e9) if max_memory is not None else None,
     )
     caller = Basecaller(package, options)
-    writer = FastqWriter(output, package.config.name, emit_moves=emit_moves, stride=package.config.stride)
+    writer = _open_output(output, package, emit_moves, resume)
     summary = SummaryWriter(emit_summary) if emit_summary else None
+    sources = _sources(files, watch, recursive, watch_idle)
     counts = {"called": 0, "filtered": 0, "failed": 0, "bases": 0}
     start = time.perf_counter()
     progress = _progress(len(files))
     try:
-        for item in caller.run(files):
+        for item in caller.run(sources):
             if isinstance(item, ReadFailure):
                 counts["failed"] += 1
                 where = f"{item.source}" + (f": read {item.read_id}" if item.read_id else "")
@@ -97,6 +111,32 @@ def run_command(
     )
     if counts["failed"]:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _open_output(output: Path | None, package, emit_moves: bool, resume: ResumeState | None) -> FastqWriter:  # noqa: ANN001
+    """A FASTQ writer; when resuming, the old complete records come first."""
+    name, stride = package.config.name, package.config.stride
+    same_file = resume is not None and output is not None and output.exists() and output.resolve() == resume.path.resolve()
+    if resume is not None:
+        dropped = f"; a cut-off record at its end ({resume.dropped_bytes} bytes) is dropped" if resume.dropped_bytes else ""
+        sys.stderr.write(f"edgecall: resuming: {resume.records} reads already in {resume.path} are kept and skipped{dropped}\n")
+    if same_file:
+        assert resume is not None and output is not None
+        if output.suffix == ".gz":
+            raise EdgecallError(f"{output}: cannot resume into the same .gz file; write to a new file with -o")
+        with open(output, "r+b") as fh:
+            fh.truncate(resume.complete_bytes)
+        return FastqWriter(output, name, emit_moves=emit_moves, stride=stride, append=True)
+    writer = FastqWriter(output, name, emit_moves=emit_moves, stride=stride)
+    if resume is not None:
+        copy_prefix(resume, writer.write_raw)
+    return writer
+
+
+def _sources(files: list[Path], watch: Path | None, recursive: bool, idle: float | None) -> Iterator[Path]:
+    yield from files
+    if watch is not None:
+        yield from watch_folder(watch, recursive=recursive, idle_seconds=idle, already=set(files))
 
 
 def _read_ids(path: Path | None) -> frozenset[str] | None:

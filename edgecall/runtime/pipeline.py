@@ -12,7 +12,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -41,7 +41,9 @@ class RunOptions:
     threads: int | None = None  # CPU threads for inference and decoding; None: all
     decode_mode: str = "beam"  # beam, or viterbi (CRF) / greedy (CTC)
     read_ids: frozenset[str] | None = None  # only these reads
+    skip_read_ids: frozenset[str] = frozenset()  # never these (already called, when resuming)
     max_reads: int | None = None  # stop after this many reads
+    max_memory: int | None = None  # bytes the pipeline's buffers may use; None: no cap
 
 
 @dataclass
@@ -94,6 +96,9 @@ class Basecaller:
         self.batch_size = options.batch_size or AUTO_BATCH_SIZE
         if self.batch_size < 1:
             raise EdgecallError(f"--batch-size must be at least 1, got {self.batch_size}")
+        self.queue_depth = QUEUE_DEPTH
+        if options.max_memory is not None:
+            self.batch_size, self.queue_depth = _fit_memory(config, self.chunksize, options)
         if options.decode_mode not in _modes(config):
             raise EdgecallError(f"decode mode '{options.decode_mode}' does not fit a {config.decoder.kind.upper()} model (choose {', '.join(_modes(config))})")
         self.backend: Backend = open_backend(
@@ -105,10 +110,11 @@ class Basecaller:
     def config(self) -> ModelConfig:
         return self.package.config
 
-    def run(self, inputs: Sequence[Path]) -> Iterator[CalledRead | ReadFailure]:
-        jobs = background(self._prepared(self._reads(inputs)), QUEUE_DEPTH, "read")
-        inferred = background(self._infer(self._batches(jobs)), QUEUE_DEPTH, "infer")
-        decoded = background(self._decode(inferred), QUEUE_DEPTH, "decode")
+    def run(self, inputs: Iterable[Path]) -> Iterator[CalledRead | ReadFailure]:
+        depth = self.queue_depth
+        jobs = background(self._prepared(self._reads(inputs)), depth, "read")
+        inferred = background(self._infer(self._batches(jobs)), depth, "infer")
+        decoded = background(self._decode(inferred), depth, "decode")
         return self._assemble(decoded)
 
     def close(self) -> None:
@@ -116,16 +122,23 @@ class Basecaller:
 
     # ---- stages ---------------------------------------------------------------
 
-    def _reads(self, inputs: Sequence[Path]) -> Iterator[Read | ReadFailure]:
+    def _reads(self, inputs: Iterable[Path]) -> Iterator[Read | ReadFailure]:
         taken = 0
-        source = iter_reads(inputs, read_ids=set(self.options.read_ids) if self.options.read_ids else None)
+        seen: set[int] = set()  # hashes of read ids: a few tens of bytes per read, millions of reads fit
+        source = iter_reads(inputs, read_ids=self.options.read_ids, skip_ids=self.options.skip_read_ids or None)
         while self.options.max_reads is None or taken < self.options.max_reads:
             t0 = time.perf_counter()
             item = next(source, None)
             self.times.read += time.perf_counter() - t0
             if item is None:
                 return
-            taken += isinstance(item, Read)
+            if isinstance(item, Read):
+                key = hash(item.read_id)
+                if key in seen:
+                    item = ReadFailure(item.source, "duplicate read id: a read with this id was already called in this run", item.read_id)
+                else:
+                    seen.add(key)
+                    taken += 1
             yield item
 
     def _prepared(self, reads: Iterator[Read | ReadFailure]) -> Iterator[_Job | ReadFailure]:
@@ -135,10 +148,13 @@ class Basecaller:
                 yield item
                 continue
             if item.sample_rate != config.sample_rate:
-                raise EdgecallError(
-                    f"{item.source}: read {item.read_id} was sampled at {item.sample_rate} Hz but model "
-                    f"'{config.name}' expects {config.sample_rate} Hz; choose a model for this data's chemistry"
+                yield ReadFailure(
+                    item.source,
+                    f"sampled at {item.sample_rate} Hz but model '{config.name}' expects {config.sample_rate} Hz; "
+                    "choose a model for this data's chemistry",
+                    item.read_id,
                 )
+                continue
             t0 = time.perf_counter()
             signal, trimmed = prepare(item, config.normalisation)
             plan = plan_chunks(int(signal.shape[0]), self.chunksize, self.overlap, config.stride)
@@ -224,6 +240,27 @@ class Basecaller:
             read=job.read, sequence=called.sequence, qstring=called.qstring,
             mean_qscore=crf.mean_qscore(called.qstring), moves=called.moves, trimmed_samples=job.trimmed,
         )
+
+
+def batch_bytes(config: ModelConfig, chunksize: int, batch_size: int) -> int:
+    """Bytes of one batch in flight: its input signal and its output scores (float32)."""
+    return 4 * batch_size * (chunksize + config.frames(chunksize) * config.num_outputs)
+
+
+def _fit_memory(config: ModelConfig, chunksize: int, options: RunOptions) -> tuple[int, int]:
+    """(batch size, queue depth) whose buffers fit half of --max-memory (the rest: model, runtime)."""
+    assert options.max_memory is not None
+    budget = options.max_memory // 2
+    sizes = [options.batch_size] if options.batch_size else [b for b in (AUTO_BATCH_SIZE, 16, 8, 4, 2, 1) if b <= AUTO_BATCH_SIZE]
+    for depth in (QUEUE_DEPTH, 2, 1):
+        for size in sizes:
+            if (3 * depth + 2) * batch_bytes(config, chunksize, size) <= budget:
+                return size, depth
+    need = 2 * 5 * batch_bytes(config, chunksize, sizes[-1]) / 1e9
+    raise EdgecallError(
+        f"--max-memory {options.max_memory / 1e9:g} GB is too small for this model at chunksize {chunksize} "
+        f"(needs about {need:.2f} GB); raise it or lower --chunksize"
+    )
 
 
 def _modes(config: ModelConfig) -> tuple[str, ...]:

@@ -13,11 +13,13 @@ from typing import Protocol
 import numpy as np
 
 from edgecall.devices import resolve_device
+from edgecall.errors import EdgecallError
 from edgecall.package import ModelPackage
 
 
 class Backend(Protocol):
     name: str  # e.g. "openvino:CPU", "onnxruntime:CPUExecutionProvider", "torch:cpu"
+    output_width: int | None  # C, values per output frame, when the runtime can tell
     batch_size: int  # chunks per call (static)
     chunksize: int  # samples per chunk (static)
 
@@ -31,6 +33,22 @@ def open_backend(
 ) -> Backend:
     """Open ``package`` on ``device`` (see :mod:`edgecall.devices.discovery`)."""
     found = resolve_device(device)
+    backend = _open(package, found, batch_size=batch_size, chunksize=chunksize, threads=threads)
+    check_output_width(package, backend.output_width)
+    return backend
+
+
+def check_output_width(package: ModelPackage, width: int | None) -> None:
+    """Refuse a package whose network and config disagree (edited or mixed-up files)."""
+    expected = package.config.num_outputs
+    if width is not None and width != expected:
+        raise EdgecallError(
+            f"{package.path}: the network outputs {width} values per frame but config.toml describes "
+            f"{expected} ({package.config.decoder.kind}); the package is inconsistent, re-create it"
+        )
+
+
+def _open(package: ModelPackage, found, *, batch_size: int, chunksize: int, threads: int | None) -> Backend:  # noqa: ANN001
     if found.backend == "openvino":
         from edgecall.runtime.backends.openvino import OpenVinoBackend
 

@@ -25,6 +25,8 @@ class OrtBackend:
         except Exception as exc:  # onnxruntime raises its own exception types per failure
             raise EdgecallError(f"{package.onnx_path}: ONNX Runtime could not load the model ({str(exc).strip()[:200]})") from None
         self._input = self._session.get_inputs()[0].name
+        shape = self._session.get_outputs()[0].shape
+        self.output_width = shape[2] if len(shape) == 3 and isinstance(shape[2], int) else None
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})[0]

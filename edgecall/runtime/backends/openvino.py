@@ -35,6 +35,8 @@ class OpenVinoBackend:
         except RuntimeError as exc:
             raise EdgecallError(f"OpenVINO could not compile the model for {target} ({_first_line(exc)})") from None
         self._request = self._compiled.create_infer_request()
+        shape = self._compiled.output(0).get_partial_shape()
+        self.output_width = shape[2].get_length() if shape.rank.get_length() == 3 and shape[2].is_static else None
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         self._request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})

@@ -22,6 +22,7 @@ class TorchBackend:
             torch.set_num_threads(int(threads))
         self._torch = torch
         self._model = model_from_arrays(package.config, package.weights())
+        self.output_width = None  # the module is built from the config, so it cannot disagree
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():

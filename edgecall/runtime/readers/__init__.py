@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -51,8 +51,12 @@ def find_inputs(paths: Sequence[Path], recursive: bool = False) -> list[Path]:
     return sorted(found)
 
 
-def iter_reads(paths: Sequence[Path], *, read_ids: set[str] | None = None) -> Iterator[Read | ReadFailure]:
-    """Stream the reads of ``paths`` in order; with ``read_ids``, only those reads.
+def iter_reads(
+    paths: Iterable[Path], *, read_ids: Collection[str] | None = None, skip_ids: Collection[str] | None = None
+) -> Iterator[Read | ReadFailure]:
+    """Stream the reads of ``paths`` in order; with ``read_ids``, only those reads;
+    reads in ``skip_ids`` (e.g. already called, when resuming) are passed over
+    before their signal is loaded. ``paths`` may be a lazy iterator (watch mode).
 
     Memory stays flat: one read's signal is held at a time (plus whatever the
     format library maps). Unknown suffixes and missing files yield a failure.
@@ -70,7 +74,7 @@ def iter_reads(paths: Sequence[Path], *, read_ids: set[str] | None = None) -> It
             yield ReadFailure(path, f"unsupported file type '{path.suffix}' (expected .pod5 or .fast5)")
             continue
         try:
-            yield from reader(path, read_ids)
+            yield from reader(path, read_ids, skip_ids)
         except Exception as exc:  # last resort: a reader bug or an unforeseen library error
             yield ReadFailure(path, "reading stopped: " + describe(exc))
 

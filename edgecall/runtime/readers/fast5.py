@@ -16,7 +16,7 @@ that names it, rather than a read with a silently wrong calibration or header.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -38,8 +38,10 @@ class _BadRead(Exception):
     """A read whose data or metadata is unusable; the message is the failure reason."""
 
 
-def iter_fast5(path: Path, read_ids: set[str] | None = None) -> Iterator[Read | ReadFailure]:
-    """Yield each read of one fast5 file (only ``read_ids`` when given)."""
+def iter_fast5(
+    path: Path, read_ids: Collection[str] | None = None, skip_ids: Collection[str] | None = None
+) -> Iterator[Read | ReadFailure]:
+    """Yield each read of one fast5 file (only ``read_ids`` when given, none of ``skip_ids``)."""
     try:
         handle = h5py.File(path, "r")
     except Exception as exc:
@@ -57,7 +59,7 @@ def iter_fast5(path: Path, read_ids: set[str] | None = None) -> Iterator[Read | 
                               "no raw reads (no Raw group and no read_* groups; an events- or basecall-only fast5?)")
             return
         for name, global_key in entries:
-            record = _load(handle, path, name, global_key, read_ids)
+            record = _load(handle, path, name, global_key, read_ids, skip_ids)
             if record is not None:
                 yield record
 
@@ -72,10 +74,13 @@ def _entries(handle: h5py.File) -> list[tuple[str, str]]:
     return [(f"{name}/Raw", name) for name in handle if name.startswith(MULTI_READ_PREFIX)]
 
 
-def _load(handle: h5py.File, path: Path, raw_path: str, global_key: str, read_ids: set[str] | None) -> Read | ReadFailure | None:
+def _load(
+    handle: h5py.File, path: Path, raw_path: str, global_key: str,
+    read_ids: Collection[str] | None, skip_ids: Collection[str] | None,
+) -> Read | ReadFailure | None:
     """One read, a failure naming what is wrong with it, or None when filtered out."""
     hint = global_key[len(MULTI_READ_PREFIX):] if global_key.startswith(MULTI_READ_PREFIX) else None
-    if read_ids is not None and hint is not None and hint not in read_ids:
+    if hint is not None and ((read_ids is not None and hint not in read_ids) or (skip_ids and hint in skip_ids)):
         return None  # multi-read: the group name gives the id without touching the read
     known_id = hint if hint is not None and is_read_id(hint) else None  # for the failure record
     try:
@@ -86,7 +91,7 @@ def _load(handle: h5py.File, path: Path, raw_path: str, global_key: str, read_id
         if not is_read_id(read_id):
             raise _BadRead(f"malformed read id {read_id!r} (expected a UUID)")
         known_id = read_id
-        if read_ids is not None and read_id not in read_ids:
+        if (read_ids is not None and read_id not in read_ids) or (skip_ids and read_id in skip_ids):
             return None
         return _read(handle, path, raw, raw_path, global_key, read_id)
     except _BadRead as exc:

@@ -13,7 +13,7 @@ any read is touched; a file that fails becomes one :class:`ReadFailure`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,10 @@ from edgecall.runtime.read import Read, ReadFailure
 from edgecall.runtime.readers import describe, is_read_id, start_time_iso
 
 
-def iter_pod5(path: Path, read_ids: set[str] | None = None) -> Iterator[Read | ReadFailure]:
-    """Yield each read of one pod5 file (only ``read_ids`` when given)."""
+def iter_pod5(
+    path: Path, read_ids: Collection[str] | None = None, skip_ids: Collection[str] | None = None
+) -> Iterator[Read | ReadFailure]:
+    """Yield each read of one pod5 file (only ``read_ids`` when given, none of ``skip_ids``)."""
     try:
         reader = pod5.Reader(path)
     except Exception as exc:
@@ -52,6 +54,8 @@ def iter_pod5(path: Path, read_ids: set[str] | None = None) -> Iterator[Read | R
             except Exception as exc:  # the read table itself is broken: nothing after this is reachable
                 yield ReadFailure(path, "unreadable read table: " + describe(exc))
                 return
+            if skip_ids and str(record.read_id) in skip_ids:
+                continue  # the signal is decompressed only in _read, so skipping is cheap
             yield _read(record, path)
 
 
