@@ -1,0 +1,168 @@
+"""``edgecall train OUT_DIR``: train a CRF basecaller with neuron-selection masking, resumably.
+
+Built for long unattended CPU runs: ``nohup edgecall train run1 --steps 20000
+2> run1.log &``. Kill it at any moment (even ``kill -9``) and run the same
+command again: it resumes from the newest checkpoint in OUT_DIR with the same
+weights, optimiser, RNGs and batches (data are a function of the step). Every
+checkpoint compiles with ``edgecall compile OUT_DIR/checkpoint_NNNNNNNN.pt``.
+
+Data: simulated R9.4.1 reads with exact truth (edgecall.train.data), plus, if
+given, real reads labelled with another basecaller's calls
+(edgecall.train.pseudo_labels). Validation is simulated only, from its own seed
+stream, so its accuracy is measured against truth, not against a teacher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from edgecall.config import DecoderConfig, EncoderConfig, ModelConfig
+from edgecall.errors import EdgecallError, raise_missing_extra
+from edgecall.train.pseudo_labels import MIN_QSCORE, RealReads
+
+DATA_NAME = "data.json"  # the data options of the latest call; a resume names what changed
+DEFAULT_HIDDEN, DEFAULT_LAYERS, DEFAULT_STATE_LEN = 128, 5, 4
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)
+
+
+def train_command(
+    out_dir: Path = typer.Argument(..., help="Folder for checkpoints, train.tsv and data.json; a run already there resumes."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Model config TOML (edgecall or bonito); instead of the size options below."),
+    hidden: Optional[int] = typer.Option(None, "--hidden", help=f"LSTM neurons per layer before masking (default {DEFAULT_HIDDEN})."),
+    layers: Optional[int] = typer.Option(None, "--layers", help=f"LSTM layers (default {DEFAULT_LAYERS})."),
+    state_len: Optional[int] = typer.Option(None, "--state-len", help=f"CRF state k-mer length (default {DEFAULT_STATE_LEN}: 1024 outputs)."),
+    features: Optional[int] = typer.Option(None, "--features", help="Channels of the last convolution (default: --hidden)."),
+    steps: int = typer.Option(100_000, "--steps", help="Optimiser steps in the whole run (raise it to extend a run)."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Chunks per step."),
+    chunksize: int = typer.Option(4000, "--chunksize", help="Samples per chunk (a multiple of the stride, 5)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (Adam; cosine decay to 1e-5 at --steps)."),
+    warmup_steps: int = typer.Option(5000, "--warmup-steps", help="Linear learning-rate warm-up."),
+    lambda_initial: float = typer.Option(5e-8, "--lambda-initial", help="L0 weight before --lambda-step (delayed masking)."),
+    lambda_target: float = typer.Option(6e-7, "--lambda-target", help="L0 weight from --lambda-step on (paper: 2e-7, 6e-7, 2e-6)."),
+    lambda_step: int = typer.Option(10_000, "--lambda-step", help="Step at which lambda switches to --lambda-target."),
+    reference: list[Path] = typer.Option([], "--reference", help="FASTA to simulate reads from (repeat). Default: the shared phiX, monkeypox and human chr4 references, if present."),
+    random_fraction: float = typer.Option(0.3, "--random-fraction", help="Share of simulated chunks drawn from random sequence instead of a reference."),
+    real_reads: list[Path] = typer.Option([], "--real-reads", help="R9.4.1 4 kHz pod5/fast5 files or folders with pseudo-labels (repeat; needs --real-calls)."),
+    real_calls: list[Path] = typer.Option([], "--real-calls", help="FASTQ of those reads from 'edgecall run --emit-moves' (repeat; the labels: a teacher's calls, with its errors)."),
+    real_summary: list[Path] = typer.Option([], "--real-summary", help="Those runs' --emit-summary TSVs (their trims; repeat); default: recompute the trims."),
+    real_min_qscore: float = typer.Option(MIN_QSCORE, "--real-min-qscore", help="Leave out reads whose mean call Q is below this (wrong chemistry, junk)."),
+    real_fraction: float = typer.Option(0.25, "--real-fraction", help="Share of each batch from the real reads."),
+    validation_size: int = typer.Option(32, "--validation-size", help="Simulated validation chunks (their own seed stream); 0: no validation."),
+    threads: int = typer.Option(0, "--threads", help="Torch threads (0: torch's default). On a busy shared CPU 1 is steadier and often faster."),
+    seed: int = typer.Option(25, "--seed", help="Seeds the weights and every batch."),
+    checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps per checkpoint (the newest 3 are kept)."),
+    validate_every: int = typer.Option(500, "--validate-every", help="Steps per validation."),
+    log_every: int = typer.Option(20, "--log-every", help="Steps per progress line (stderr) and train.tsv row."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume a run found in OUT_DIR (--no-resume refuses to touch one)."),
+) -> None:
+    """Train a Bonito-style CRF model with neuron-selection (L0) masking; resumes after a kill."""
+    try:
+        import torch  # noqa: F401 - the export extra
+
+        from edgecall.train import loop
+        from edgecall.train.data import (
+            VALIDATION_STREAM, MixedSource, SimulatedData, SimulatedSource, default_references, load_references, to_batch,
+        )
+    except ModuleNotFoundError as exc:
+        raise_missing_extra(exc, "edgecall train")
+    found = loop.checkpoints(out_dir)
+    if found and not resume:
+        raise EdgecallError(f"{out_dir}: holds a run (newest {found[-1][1].name}); use --resume or another folder")
+    size = {"hidden": hidden, "layers": layers, "state_len": state_len, "features": features}
+    model_config = _model_config(out_dir, config, size, stored=found[-1][1] if found else None)
+    options = loop.TrainOptions(
+        out_dir=out_dir, steps=steps, batch_size=batch_size, chunksize=chunksize, lr=lr, warmup_steps=warmup_steps,
+        lambda_initial=lambda_initial, lambda_target=lambda_target, lambda_step=lambda_step, log_every=log_every,
+        checkpoint_every=checkpoint_every, validate_every=validate_every, seed=seed, threads=threads,
+    )
+    if bool(real_reads) != bool(real_calls) or not 0.0 <= real_fraction <= 1.0:
+        raise EdgecallError("--real-reads and --real-calls go together, and --real-fraction must be in [0, 1]")
+    references = list(reference) or list(default_references())
+    data_options = {
+        "references": [str(p) for p in references], "random_fraction": random_fraction, "seed": seed,
+        "real_reads": [str(p) for p in real_reads], "real_calls": [str(p) for p in real_calls],
+        "real_summary": [str(p) for p in real_summary], "real_min_qscore": real_min_qscore,
+        "real_fraction": real_fraction if real_reads else 0.0,
+        "batch_size": batch_size, "chunksize": chunksize, "validation_size": validation_size,
+    }
+    records = load_references(references)
+    sim = SimulatedData(random_fraction=random_fraction if records else 1.0, seed=seed)
+    parts: list[tuple[Any, float]] = [(SimulatedSource(model_config, chunksize, records, sim), 1.0 - data_options["real_fraction"])]
+    if real_reads:
+        real = RealReads(tuple(real_reads), tuple(real_calls), tuple(real_summary), min_qscore=real_min_qscore)
+        parts.append((_real_source(model_config, chunksize, real, seed), real_fraction))
+    data = MixedSource(parts, batch_size)
+    val = None
+    if validation_size > 0:
+        val_source = SimulatedSource(model_config, chunksize, records, sim, stream=VALIDATION_STREAM)
+        val = to_batch(val_source.chunks(0, validation_size))
+    _record(out_dir, data_options, options, found[-1][1] if found else None)
+    _say(f"model {model_config.name}: LSTM {','.join(map(str, model_config.encoder.layers))}, features "
+         f"{model_config.encoder.features}, state_len {model_config.decoder.state_len}; simulated from "
+         f"{len(records)} reference records ({sum(map(len, records.values())):,} bases) + "
+         f"{sim.random_fraction:.0%} random; batch {batch_size} x {chunksize} samples; "
+         + (f"resuming {found[-1][1].name}" if found else "fresh start") + f" -> step {steps}")
+    result = loop.train(model_config, options, data, val)
+    _say(f"step {result.step}: {result.checkpoint}; package it with: edgecall compile {result.checkpoint}")
+
+
+def _model_config(out_dir: Path, config: Path | None, size: dict[str, int | None], stored: Path | None) -> ModelConfig:
+    """--config, else the size options, else (on resume) the run's own config."""
+    given = {k: v for k, v in size.items() if v is not None}
+    if config is not None:
+        if given:
+            raise EdgecallError(f"--config and --{'/--'.join(k.replace('_', '-') for k in given)} exclude each other")
+        return ModelConfig.load(config)
+    if stored is not None and not given:
+        from edgecall.model.checkpoint import load_checkpoint
+
+        return load_checkpoint(stored).config
+    hidden = size["hidden"] or DEFAULT_HIDDEN
+    features = size["features"] or hidden
+    return ModelConfig(
+        name=out_dir.name,
+        encoder=EncoderConfig(conv_channels=(4, 16, features), layers=(hidden,) * (size["layers"] or DEFAULT_LAYERS)),
+        decoder=DecoderConfig(state_len=size["state_len"] or DEFAULT_STATE_LEN),
+    )
+
+
+def _real_source(config: ModelConfig, chunksize: int, real: RealReads, seed: int) -> Any:
+    from edgecall.train.pseudo_labels import PseudoLabelledSource, load_pseudo_labelled
+
+    reads, skipped = load_pseudo_labelled(real, config)
+    bases = sum(r.bases.size for r in reads)
+    left_out = "; ".join(f"{n} {reason}" for reason, n in skipped.items())
+    _say(f"real reads: {len(reads)} labelled by {', '.join(p.name for p in real.calls)} ({bases:,} bases)"
+         + (f"; left out: {left_out}" if left_out else ""))
+    return PseudoLabelledSource(reads, config, chunksize, seed=seed)
+
+
+def _record(out_dir: Path, data_options: dict[str, Any], options: Any, stored: Path | None) -> None:
+    """On resume, name every option that changed since the last call; then write this call's data options."""
+    path = out_dir / DATA_NAME
+    if stored is not None:
+        import torch
+
+        before = dict(torch.load(stored, map_location="cpu", weights_only=True).get("options", {}))
+        before.update(json.loads(path.read_text()) if path.is_file() else {})
+        now = {k: v for k, v in dataclasses.asdict(options).items() if k != "out_dir"}
+        for key, value in {**now, **data_options}.items():
+            if key in before and before[key] != value:
+                _say(f"note: {key} was {before[key]!r} in the previous call, now {value!r}"
+                     + (": batches from here on differ from a straight run" if key in data_options else ""))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data_options, indent=1) + "\n")
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(f"edgecall train: {line}\n")
+    sys.stderr.flush()

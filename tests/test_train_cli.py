@@ -1,0 +1,148 @@
+"""`edgecall train`: trains, resumes (also after kill -9), and its checkpoints become runnable packages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fastq_records import parse  # noqa: E402
+from test_train_data import CONFIG, REFERENCES, write_calls  # noqa: E402
+
+from edgecall.model.checkpoint import load_checkpoint  # noqa: E402
+from edgecall.train.data import VALIDATION_STREAM, MixedSource, SimulatedSource, to_batch  # noqa: E402
+from edgecall.train.loop import TrainOptions, TrainResult, checkpoints, train  # noqa: E402
+from edgecall.train.simulate import write_pod5  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--hidden", "8", "--layers", "2", "--features", "8", "--state-len", "2", "--batch-size", "4",
+        "--chunksize", "1000", "--warmup-steps", "2", "--lambda-step", "4", "--log-every", "1",
+        "--checkpoint-every", "2", "--validate-every", "3", "--validation-size", "4", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    """The in-process runs pin torch to one thread; give the next test module what it had."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def edgecall(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgecall", *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def labelled_reads(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """Simulated reads in pod5 with a perfect teacher's calls: (pod5, FASTQ, summary TSV)."""
+    folder = tmp_path_factory.mktemp("reads")
+    reads = [SimulatedSource(CONFIG, 2000, REFERENCES).draw(0, i)[0] for i in range(3)]
+    write_pod5(reads, folder / "reads.pod5")
+    fastq, summary = write_calls(reads, folder, caller_trim=0)
+    return folder / "reads.pod5", fastq, summary
+
+
+def test_train_resume_compile_and_run(tmp_path: Path, labelled_reads: tuple[Path, Path, Path]) -> None:
+    pod5, fastq, summary = labelled_reads
+    out = tmp_path / "run"
+    real = ["--real-reads", str(pod5), "--real-calls", str(fastq), "--real-summary", str(summary), "--real-fraction", "0.5"]
+    first = edgecall("train", str(out), *TINY, "--steps", "3", *real)
+    assert first.returncode == 0, first.stderr
+    assert "real reads: 3 labelled" in first.stderr and "fresh start -> step 3" in first.stderr
+    assert [s for s, _ in checkpoints(out)] == [2, 3] and (out / "data.json").is_file()
+    # resume: the model sizes come from the run itself; only --steps grows
+    second = edgecall("train", str(out), *TINY[8:], "--steps", "5", *real)
+    assert second.returncode == 0, second.stderr
+    assert "resuming checkpoint_00000003.pt -> step 5" in second.stderr
+    notes = [line for line in second.stderr.splitlines() if "note:" in line]
+    assert notes == ["edgecall train: note: steps was 3 in the previous call, now 5"]  # nothing else changed
+    assert "step 4 loss" in second.stderr and "step 1 loss" not in second.stderr
+    rows = (out / "train.tsv").read_text().splitlines()[1:]
+    assert [int(r.split("\t")[0]) for r in rows] == [1, 2, 3, 4, 5]
+    newest = checkpoints(out)[-1][1]
+    assert newest.name == "checkpoint_00000005.pt" and load_checkpoint(newest).config.encoder.layers == (8, 8)
+
+    pytest.importorskip("onnx")
+    from edgecall.export.compile import compile_checkpoint
+
+    package = compile_checkpoint(newest, tmp_path / "run.edgecall").package.path
+    called = edgecall("run", "--model", str(package), "--device", "ort", "--decode", "viterbi", str(pod5))
+    assert called.returncode == 0, called.stderr
+    assert len(parse(called.stdout)) == 3
+
+
+def test_expected_failures_are_one_line(tmp_path: Path, labelled_reads: tuple[Path, Path, Path]) -> None:
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "checkpoint_00000001.pt").write_bytes(b"")
+    cases = [
+        (["train", str(tmp_path / "done"), "--no-resume"], "holds a run"),
+        (["train", str(tmp_path / "a"), "--config", str(tmp_path / "c.toml"), "--hidden", "8"], "exclude each other"),
+        (["train", str(tmp_path / "b"), "--real-reads", str(labelled_reads[0])], "--real-calls"),
+        (["train", str(tmp_path / "c"), "--reference", str(tmp_path / "accuracy/lambda_r941/Lambda_phage.fna")], "accuracy dev set"),
+    ]
+    for args, needle in cases:
+        result = edgecall(*args)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("edgecall: error:")]
+        assert len(errors) == 1 and needle in errors[0], result.stderr
+
+
+def test_without_torch_the_error_names_the_extra(tmp_path: Path) -> None:
+    code = f"import sys; sys.modules['torch'] = None\nfrom edgecall.cli.main import main\nmain(['train', {str(tmp_path)!r}])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "edgecall[export]" in result.stderr
+
+
+# ---- kill -9 and resume, through the library ------------------------------------------------
+
+
+def tiny_run(out: Path) -> TrainResult:
+    """8 steps of a tiny model on simulated data; checkpoints at 3, 6 and 8."""
+    torch.set_num_threads(1)
+    data = MixedSource([(SimulatedSource(CONFIG, 500, REFERENCES), 1.0)], 4)
+    val = to_batch(SimulatedSource(CONFIG, 500, REFERENCES, stream=VALIDATION_STREAM).chunks(0, 4))
+    options = TrainOptions(out_dir=out, steps=8, batch_size=4, chunksize=500, lr=5e-3, warmup_steps=2,
+                           lambda_step=4, log_every=100, checkpoint_every=3, validate_every=3, seed=3, threads=1)
+    return train(CONFIG, options, data, val)
+
+
+KILLED_WHILE_SAVING = """
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_train_cli import tiny_run
+
+renamed = []
+real_replace = os.replace
+
+def replace(src, dst):  # the loop writes a checkpoint to a temp file, then renames it
+    renamed.append(dst)
+    if len(renamed) == 2:  # step 6's checkpoint is written but not yet in place: die as kill -9 would
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(src, dst)
+
+os.replace = replace
+tiny_run(Path({out!r}))
+"""
+
+
+def test_kill_9_then_resume_gives_the_straight_run(tmp_path: Path) -> None:
+    straight = tiny_run(tmp_path / "straight")
+    out = tmp_path / "killed"
+    script = KILLED_WHILE_SAVING.format(tests=str(ROOT / "tests"), out=str(out))
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    assert [s for s, _ in checkpoints(out)] == [3] and (out / ".checkpoint_00000006.pt.tmp").is_file()
+    resumed = tiny_run(out)
+    assert resumed.losses == straight.losses[3:]  # steps 3..7 again, bit for bit
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    assert all(torch.equal(a.state[k], b.state[k]) for k in a.state)
+    assert not list(out.glob(".*.tmp")) and [s for s, _ in checkpoints(out)] == [3, 6, 8]
+    assert np.isfinite(resumed.losses).all() and os.path.getsize(resumed.checkpoint) > 0
