@@ -113,7 +113,8 @@ class Basecaller:
     def run(self, inputs: Iterable[Path]) -> Iterator[CalledRead | ReadFailure]:
         depth = self.queue_depth
         jobs = background(self._prepared(self._reads(inputs)), depth, "read")
-        inferred = background(self._infer(self._batches(jobs)), depth, "infer")
+        # scores are the big buffers (frames x batch x C float32): keep few of them queued
+        inferred = background(self._infer(self._batches(jobs)), max(1, depth // 2), "infer")
         decoded = background(self._decode(inferred), depth, "decode")
         return self._assemble(decoded)
 
@@ -185,12 +186,21 @@ class Basecaller:
             yield _Batch(data, owners, started)
 
     def _infer(self, batches: Iterator[_Batch]) -> Iterator[_Batch]:
-        for batch in batches:
+        """Batches with their scores, in order; the backend may keep several in flight."""
+        clock = {"last": time.perf_counter()}
+
+        def timed(source: Iterator[_Batch]) -> Iterator[_Batch]:
+            for batch in source:  # time waiting for input is not inference time
+                yield batch
+                clock["last"] = time.perf_counter()
+
+        for batch, scores in self.backend.stream(timed(batches), _data_of):
+            now = time.perf_counter()
             if batch.owners:
-                t0 = time.perf_counter()
-                batch.scores = self.backend(batch.data)
-                self.times.infer += time.perf_counter() - t0
+                batch.scores = scores
+                self.times.infer += now - clock["last"]
                 self.times.batches += 1
+            clock["last"] = now
             batch.data = None  # type: ignore[assignment]
             yield batch
 
@@ -240,6 +250,10 @@ class Basecaller:
             read=job.read, sequence=called.sequence, qstring=called.qstring,
             mean_qscore=crf.mean_qscore(called.qstring), moves=called.moves, trimmed_samples=job.trimmed,
         )
+
+
+def _data_of(batch: _Batch) -> np.ndarray:
+    return batch.data
 
 
 def batch_bytes(config: ModelConfig, chunksize: int, batch_size: int) -> int:

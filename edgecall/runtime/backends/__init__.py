@@ -8,13 +8,22 @@ float32. All session setup (threads, static shapes, precision) happens once in
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 
 import numpy as np
 
 from edgecall.devices import resolve_device
 from edgecall.errors import EdgecallError
 from edgecall.package import ModelPackage
+
+
+T = TypeVar("T")
+
+
+def sequential_stream(backend: "Backend", items: Iterable[T], data_of: Callable[[T], np.ndarray]) -> Iterator[tuple[T, np.ndarray]]:
+    """One batch at a time: the stream of backends without asynchronous requests."""
+    for item in items:
+        yield item, backend(data_of(item))
 
 
 class Backend(Protocol):
@@ -24,6 +33,11 @@ class Backend(Protocol):
     chunksize: int  # samples per chunk (static)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def stream(self, items: Iterable[T], data_of: Callable[[T], np.ndarray]) -> Iterator[tuple[T, np.ndarray]]:
+        """(item, scores) for each item in order; backends that can keep several batches
+        in flight do so here."""
+        ...
 
     def close(self) -> None: ...
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections import deque
+from typing import Callable, Iterable, Iterator, TypeVar
+
 import numpy as np
 
 from edgecall.errors import EdgecallError
 from edgecall.package import ModelPackage
+
+
+T = TypeVar("T")
 
 
 class OpenVinoBackend:
@@ -35,12 +41,39 @@ class OpenVinoBackend:
         except RuntimeError as exc:
             raise EdgecallError(f"OpenVINO could not compile the model for {target} ({_first_line(exc)})") from None
         self._request = self._compiled.create_infer_request()
+        try:
+            self.parallel_requests = max(1, int(self._compiled.get_property(props.optimal_number_of_infer_requests)))
+        except RuntimeError:
+            self.parallel_requests = 1
         shape = self._compiled.output(0).get_partial_shape()
         self.output_width = shape[2].get_length() if shape.rank.get_length() == 3 and shape[2].is_static else None
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         self._request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
         return self._request.get_output_tensor(0).data.copy()
+
+    def stream(self, items: Iterable[T], data_of: Callable[[T], np.ndarray]) -> Iterator[tuple[T, np.ndarray]]:
+        """Infer many batches with several requests in flight (OpenVINO's throughput streams),
+        yielding (item, scores) in input order."""
+        requests = [self._compiled.create_infer_request() for _ in range(self.parallel_requests)]
+        free = deque(requests)
+        inflight: deque = deque()
+        for item in items:
+            if not free:
+                yield self._finish(inflight, free)
+            request = free.popleft()
+            request.start_async({0: np.ascontiguousarray(data_of(item), dtype=np.float32)})
+            inflight.append((request, item))
+        while inflight:
+            yield self._finish(inflight, free)
+
+    @staticmethod
+    def _finish(inflight: deque, free: deque) -> tuple:
+        request, item = inflight.popleft()
+        request.wait()
+        scores = request.get_output_tensor(0).data.copy()
+        free.append(request)
+        return item, scores
 
     def close(self) -> None:
         self._request = None

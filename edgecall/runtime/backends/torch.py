@@ -28,5 +28,10 @@ class TorchBackend:
         with self._torch.inference_mode():
             return self._model(self._torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
 
+    def stream(self, items, data_of):  # noqa: ANN001, ANN201 - see Backend.stream
+        from edgecall.runtime.backends import sequential_stream
+
+        return sequential_stream(self, items, data_of)
+
     def close(self) -> None:
         self._model = None
