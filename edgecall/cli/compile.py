@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from edgecall.errors import raise_missing_extra
+from edgecall.errors import MissingExtraError, raise_missing_extra
 
 
 def register(app: typer.Typer) -> None:
@@ -20,6 +21,8 @@ def compile_command(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Package directory (default: <checkpoint>.edgecall next to it)."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name for the FASTQ RG tag (default: checkpoint name)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Bonito/edgecall config.toml to take chunking, qscore and normalisation from (checkpoints without one)."),
+    int8: bool = typer.Option(False, "--int8", help="Also write an int8 CPU IR (openvino/CPU-INT8) by NNCF post-training quantisation; needs nncf."),
+    calibration: list[Path] = typer.Option([], "--calibration", help="--int8: .pod5/.fast5 files or folders of real reads to calibrate on, not the reads you test on (default: the checkout's shared R9.4.1 test sample if present, else simulated reads)."),
 ) -> None:
     """Shrink a sparse checkpoint, export ONNX and OpenVINO IR, write a model package."""
     try:
@@ -28,9 +31,26 @@ def compile_command(
         raise_missing_extra(exc, "edgecall compile")
     from edgecall.config import ModelConfig
 
+    if int8 and importlib.util.find_spec("nncf") is None:  # fail before the slow export, not after it
+        raise MissingExtraError("nncf", "export", "edgecall compile --int8")
     base = ModelConfig.load(config) if config is not None else None
-    result = compile_checkpoint(checkpoint, output, targets=target, name=name, base_config=base)
+    targets = [t.upper() for t in target]
+    if int8 and "CPU" not in targets:
+        targets.append("CPU")  # the int8 IR is quantised from the CPU (f32) IR
+    result = compile_checkpoint(checkpoint, output, targets=targets, name=name, base_config=base)
     _summary(result)
+    if int8:
+        _quantize(result.package.path, calibration)
+
+
+def _quantize(package: Path, calibration: list[Path]) -> None:
+    from edgecall.export.quantize import default_calibration_reads, int8_op_counts, quantize_package
+
+    reads, source = (calibration, ", ".join(map(str, calibration))) if calibration else default_calibration_reads()
+    typer.echo(f"int8: calibrating on {source}", err=True)
+    xml = quantize_package(package, reads)
+    counts = ", ".join(f"{v} {k}" for k, v in int8_op_counts(xml).items())
+    typer.echo(f"  {xml} (int8: {counts})", err=True)
 
 
 def _summary(result) -> None:  # noqa: ANN001 - CompileResult, imported lazily with torch

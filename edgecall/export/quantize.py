@@ -1,0 +1,183 @@
+"""int8 post-training quantisation of a package's CPU IR with OpenVINO NNCF.
+
+Why: on a laptop CPU the recurrent layers dominate, and NNCF quantises
+OpenVINO ``LSTMSequence`` nodes (and convolutions and the head's MatMul) to
+int8, which ran the HAC-size CRF net several times faster than f32 here.
+Quantisation ranges come from calibration data, so the data must look like
+what the network sees at run time: normalised, chunked **real** reads (never
+the reads accuracy is measured on). Simulated reads are a fallback only.
+
+NNCF leaves ``GRUSequence`` nodes with ``linear_before_reset`` (PyTorch's GRU,
+so the DeepNano-blitz models) in f32: only their convolution and head go int8.
+
+The result is written beside the f32 IR as ``openvino/<TARGET>-INT8/model.xml``
+(+ .bin), FP32 except for the int8 FakeQuantize/weights, dynamic batch and time
+like the f32 IR. Needs ``nncf`` (the ``export`` extra); never imported by ``run``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from edgecall.config import ModelConfig
+from edgecall.errors import EdgecallError, MissingExtraError
+from edgecall.package import PROVENANCE_NAME, load_package
+from edgecall.runtime.chunk import cut, plan_chunks
+from edgecall.runtime.read import Read, ReadFailure
+from edgecall.runtime.readers import find_inputs, iter_reads
+from edgecall.runtime.signal import prepare
+
+INT8_SUFFIX = "-INT8"  # openvino/<TARGET><INT8_SUFFIX>/model.xml
+DEFAULT_SUBSET = 300  # calibration chunks (NNCF's default subset size)
+MAX_CHUNKS_PER_READ = 8  # spread calibration over many reads rather than a few long ones
+SHARED_CALIBRATION = Path(__file__).resolve().parents[3] / "shared" / "data" / "models" / "deepnano-blitz" / "test_sample"
+SIMULATED_READS = 40  # fallback: simulated reads of ~8 kb, ~70 k samples each
+SIMULATED_GENOME = 50_000  # bases of the random reference the fallback reads come from
+
+
+def int8_ir_dir(package_dir: Path, target: str = "CPU") -> Path:
+    """Where the int8 IR of ``target`` lives inside a package."""
+    return Path(package_dir) / "openvino" / f"{target.upper()}{INT8_SUFFIX}"
+
+
+def calibration_chunks(
+    reads: Iterable[Read | ReadFailure], config: ModelConfig, *, limit: int, chunksize: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """(n <= limit, 1, chunksize) float32 normalised chunks, as the runtime prepares them.
+
+    At most MAX_CHUNKS_PER_READ chunks per read (drawn at random, kept in
+    order), so a few long reads do not make up the whole calibration set.
+    Failed reads are skipped; a read at another sample rate is an error.
+    """
+    chunksize = chunksize or config.basecaller.chunksize
+    overlap = min(config.basecaller.overlap, chunksize - config.stride)
+    out: list[np.ndarray] = []
+    rng = np.random.default_rng(seed)
+    for read in reads:
+        if isinstance(read, ReadFailure):
+            continue
+        if read.sample_rate != config.sample_rate:
+            raise EdgecallError(
+                f"{read.source}: calibration read {read.read_id} was sampled at {read.sample_rate} Hz but model "
+                f"'{config.name}' expects {config.sample_rate} Hz; calibrate on reads of the model's chemistry"
+            )
+        signal, _ = prepare(read, config.normalisation)
+        if signal.shape[0] < chunksize // 2:  # mostly padding: not what the network usually sees
+            continue
+        chunks = cut(signal, plan_chunks(int(signal.shape[0]), chunksize, overlap, config.stride), chunksize)
+        if chunks.shape[0] > MAX_CHUNKS_PER_READ:
+            chunks = chunks[np.sort(rng.choice(chunks.shape[0], MAX_CHUNKS_PER_READ, replace=False))]
+        out.extend(chunks)
+        if len(out) >= limit:
+            break
+    if not out:
+        raise EdgecallError("no calibration chunks: the calibration reads are empty, unreadable or all too short")
+    return np.stack(out[:limit])[:, None, :].astype(np.float32, copy=False)
+
+
+def simulated_reads(n: int = SIMULATED_READS, seed: int = 1) -> Iterator[Read]:
+    """Fallback calibration reads: simulated R9.4.1 signal from a random genome."""
+    from edgecall.train.simulate import SAMPLE_RATE, SimulationOptions, simulate_reads
+
+    genome = "".join(np.random.default_rng(seed).choice(list("ACGT"), SIMULATED_GENOME))
+    for sim in simulate_reads({"random": genome}, n, SimulationOptions(seed=seed)):
+        yield Read(
+            read_id=sim.read_id, raw=sim.raw, offset=sim.offset, scale=sim.scale, sample_rate=SAMPLE_RATE,
+            channel=sim.channel, start_time="1970-01-01T00:00:00+00:00", run_id=sim.run_id, source=Path("simulated"),
+        )
+
+
+def default_calibration_reads() -> tuple[Iterator[Read | ReadFailure], str]:
+    """(reads, description): the shared R9.4.1 test-sample fast5s if present, else simulated reads."""
+    if SHARED_CALIBRATION.is_dir() and any(SHARED_CALIBRATION.glob("*.fast5")):
+        return iter_reads(find_inputs([SHARED_CALIBRATION])), f"real reads in {SHARED_CALIBRATION}"
+    return simulated_reads(), f"{SIMULATED_READS} simulated R9.4.1 reads (no real calibration reads found)"
+
+
+def quantize_ir(xml: Path, out_xml: Path, chunks: np.ndarray, *, subset_size: int = DEFAULT_SUBSET) -> Path:
+    """Quantise the IR at ``xml`` with ``chunks`` (n, 1, T) and write ``out_xml`` (+ .bin).
+
+    Chunks are fed one per calibration step (batch 1), so ``subset_size``
+    counts chunks. Target device CPU, preset PERFORMANCE (symmetric int8, what
+    the CPU plugin runs fastest).
+    """
+    try:
+        import nncf
+    except ModuleNotFoundError as exc:
+        raise MissingExtraError(exc.name or "nncf", "export", "int8 quantisation") from None
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    dataset = nncf.Dataset([chunks[i : i + 1] for i in range(chunks.shape[0])])
+    with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: stdout is for data only
+        quantized = nncf.quantize(
+            model, dataset, subset_size=min(subset_size, chunks.shape[0]),
+            target_device=nncf.TargetDevice.CPU, preset=nncf.QuantizationPreset.PERFORMANCE,
+        )
+    out_xml.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(quantized, str(out_xml), compress_to_fp16=False)
+    return out_xml
+
+
+def quantize_package(
+    package_dir: Path, calibration_reads: Sequence[Path] | Iterable[Read | ReadFailure] | None = None,
+    subset_size: int = DEFAULT_SUBSET, *, target: str = "CPU",
+) -> Path:
+    """Write ``openvino/<target>-INT8/model.xml`` from the package's f32 IR; return its path.
+
+    ``calibration_reads``: .pod5/.fast5 files or folders, or Read objects;
+    None takes :func:`default_calibration_reads`. The provenance records what
+    calibrated the IR and the int8 op counts. ``target`` names the f32 IR to
+    start from; only CPU has been measured (NNCF is told the target is a CPU).
+    """
+    if isinstance(calibration_reads, (str, Path)):
+        calibration_reads = [Path(calibration_reads)]
+    package = load_package(Path(package_dir))
+    xml = package.openvino_ir(target)
+    if xml is None:
+        raise EdgecallError(f"{package.path}: no openvino/{target.upper()} IR to quantise; compile with --target {target}")
+    if calibration_reads is None:
+        reads, source = default_calibration_reads()
+    else:
+        items = list(calibration_reads) if isinstance(calibration_reads, (list, tuple)) else calibration_reads
+        if isinstance(items, list) and items and isinstance(items[0], (str, Path)):
+            reads, source = iter_reads(find_inputs([Path(p) for p in items])), ", ".join(map(str, items))
+        else:
+            reads, source = iter(items), "given reads"
+    chunks = calibration_chunks(reads, package.config, limit=subset_size)
+    out = quantize_ir(xml, int8_ir_dir(package.path, target) / "model.xml", chunks, subset_size=subset_size)
+    _record(package.path, out, source, chunks.shape[0])
+    return out
+
+
+def int8_op_counts(xml: Path) -> dict[str, int]:
+    """FakeQuantize nodes and int8/uint8 constants in an IR: evidence that it really is quantised."""
+    import openvino as ov
+
+    counts = {"FakeQuantize": 0, "i8/u8 constants": 0}
+    for op in ov.Core().read_model(str(xml)).get_ops():
+        if op.get_type_name() == "FakeQuantize":
+            counts["FakeQuantize"] += 1
+        elif op.get_type_name() == "Constant" and op.get_element_type() in (ov.Type.i8, ov.Type.u8):
+            counts["i8/u8 constants"] += 1
+    return counts
+
+
+def _record(package_dir: Path, xml: Path, source: str, chunks: int) -> None:
+    path = package_dir / PROVENANCE_NAME
+    doc = json.loads(path.read_text()) if path.is_file() else {}
+    doc["int8"] = {
+        "ir": str(xml.relative_to(package_dir)),
+        "method": "OpenVINO NNCF post-training quantisation (target CPU, preset PERFORMANCE)",
+        "calibration": source,
+        "calibration_chunks": chunks,
+        "ops": int8_op_counts(xml),
+    }
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
