@@ -28,7 +28,7 @@ def exact_div(numerator: int, denominator: int, what: str) -> int:
     return numerator // denominator
 
 
-EXPORT_MODULES = frozenset({"torch", "onnx", "onnxscript"})
+EXPORT_MODULES = frozenset({"torch", "onnx", "onnxscript", "nncf"})
 
 
 def raise_missing_extra(exc: ModuleNotFoundError, purpose: str) -> None:

@@ -99,3 +99,16 @@ def test_compile_int8_flag_writes_the_int8_ir(tmp_path: Path, shared_data: Path)
     assert (tmp_path / "pkg" / "openvino" / "CPU-INT8" / "model.xml").is_file()
     assert (tmp_path / "pkg" / "openvino" / "CPU" / "model.xml").is_file()  # added: int8 is made from it
     assert "int8:" in result.stderr and result.stdout == ""
+    run = subprocess.run([sys.executable, "-m", "edgecall", "run", "--model", str(tmp_path / "pkg"), "--precision", "int8",
+                          "--max-reads", "2", str(calibration[0].parent)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("\n+\n") == 2 and "openvino:CPU-INT8" in run.stderr
+
+
+def test_int8_needs_an_int8_model_and_the_cpu(tiny_crf_package: Path) -> None:
+    from edgecall.runtime.pipeline import Basecaller, RunOptions
+
+    with pytest.raises(EdgecallError, match="compile CHECKPOINT --int8"):
+        Basecaller(load_package(tiny_crf_package), RunOptions(precision="int8"))
+    with pytest.raises(EdgecallError, match="OpenVINO CPU device only"):
+        Basecaller(load_package(tiny_crf_package), RunOptions(precision="int8", device="ort"))

@@ -34,6 +34,7 @@ def run_command(
     inputs: Optional[list[Path]] = typer.Argument(None, help="pod5/fast5 files or folders (optional with --watch)."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Bundled model name or package directory."),
     device: str = typer.Option("CPU", "--device", "-d", help="CPU, GPU, NPU, MYRIAD, AUTO (OpenVINO); ort, ort:cuda, ort:tensorrt; torch. See 'edgecall devices'."),
+    precision: str = typer.Option("f32", "--precision", help="f32, or int8 (OpenVINO CPU; the package needs an int8 model from 'compile --int8')."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write FASTQ here instead of stdout (.gz compresses)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Search folders recursively."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Chunks per inference call (default: automatic)."),
@@ -60,7 +61,7 @@ def run_command(
     package = load_package(model)
     resume = scan_fastq(resume_from) if resume_from is not None else None
     options = RunOptions(
-        device=device, batch_size=batch_size, chunksize=chunksize, overlap=overlap, threads=threads,
+        device=device, precision=precision, batch_size=batch_size, chunksize=chunksize, overlap=overlap, threads=threads,
         decode_mode=decode, read_ids=_read_ids(read_ids), max_reads=max_reads,
         skip_read_ids=resume.read_ids if resume else frozenset(),
         max_memory=int(max_memory * 1e9) if max_memory is not None else None,

@@ -35,6 +35,7 @@ QUEUE_DEPTH = 4  # batches buffered between stages
 @dataclass(frozen=True)
 class RunOptions:
     device: str = "CPU"  # see edgecall.devices
+    precision: str = "f32"  # f32, or int8 (OpenVINO CPU, a package compiled with --int8)
     batch_size: int | None = None  # chunks per inference call; None: automatic
     chunksize: int | None = None  # samples per chunk; None: the model's
     overlap: int | None = None  # samples shared by neighbouring chunks; None: the model's
@@ -102,7 +103,8 @@ class Basecaller:
         if options.decode_mode not in _modes(config):
             raise EdgecallError(f"decode mode '{options.decode_mode}' does not fit a {config.decoder.kind.upper()} model (choose {', '.join(_modes(config))})")
         self.backend: Backend = open_backend(
-            package, options.device, batch_size=self.batch_size, chunksize=self.chunksize, threads=options.threads
+            package, options.device, batch_size=self.batch_size, chunksize=self.chunksize,
+            threads=options.threads, precision=options.precision,
         )
         self.times = StageTimes()
 

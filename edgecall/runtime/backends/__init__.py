@@ -42,12 +42,32 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+PRECISIONS = ("f32", "int8")
+
+
 def open_backend(
-    package: ModelPackage, device: str, *, batch_size: int, chunksize: int, threads: int | None = None
+    package: ModelPackage, device: str, *, batch_size: int, chunksize: int, threads: int | None = None,
+    precision: str = "f32",
 ) -> Backend:
     """Open ``package`` on ``device`` (see :mod:`edgecall.devices.discovery`)."""
     found = resolve_device(device)
-    backend = _open(package, found, batch_size=batch_size, chunksize=chunksize, threads=threads)
+    if precision not in PRECISIONS:
+        raise EdgecallError(f"unknown precision '{precision}' (choose {', '.join(PRECISIONS)})")
+    if precision == "int8":
+        if found.backend != "openvino" or found.target != "CPU":
+            raise EdgecallError(f"--precision int8 runs on the OpenVINO CPU device only, not '{device}'")
+        if package.openvino_ir("CPU-INT8") is None:
+            raise EdgecallError(
+                f"{package.path}: has no int8 model; make one with 'edgecall compile CHECKPOINT --int8' "
+                "(needs the export extra)"
+            )
+        from edgecall.runtime.backends.openvino import OpenVinoBackend
+
+        backend: Backend = OpenVinoBackend(
+            package, "CPU", batch_size=batch_size, chunksize=chunksize, threads=threads, ir_name="CPU-INT8"
+        )
+    else:
+        backend = _open(package, found, batch_size=batch_size, chunksize=chunksize, threads=threads)
     check_output_width(package, backend.output_width)
     return backend
 

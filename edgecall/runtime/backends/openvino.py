@@ -15,15 +15,18 @@ T = TypeVar("T")
 
 
 class OpenVinoBackend:
-    def __init__(self, package: ModelPackage, target: str, *, batch_size: int, chunksize: int, threads: int | None) -> None:
+    def __init__(
+        self, package: ModelPackage, target: str, *, batch_size: int, chunksize: int, threads: int | None,
+        ir_name: str | None = None,
+    ) -> None:
         import openvino as ov
         import openvino.properties as props
         import openvino.properties.hint as hints
 
         self.batch_size, self.chunksize = batch_size, chunksize
-        self.name = f"openvino:{target}"
+        self.name = f"openvino:{ir_name or target}"
         core = ov.Core()
-        ir = package.openvino_ir(target) or package.openvino_ir("CPU")
+        ir = package.openvino_ir(ir_name) if ir_name else package.openvino_ir(target) or package.openvino_ir("CPU")
         source = ir if ir is not None else package.onnx_path
         try:
             model = core.read_model(str(source))
