@@ -24,6 +24,7 @@ from edgecall.runtime.summary import SummaryWriter
 from edgecall.runtime.watch import watch_folder
 
 EXIT_SOME_FAILED = 3
+MINION_KEEP_UP = 0.72e6  # samples/s: Oxford Nanopore's keep-up yardstick for a MinION
 
 
 def register(app: typer.Typer) -> None:
@@ -95,7 +96,8 @@ def run_command(
             if progress is not None:
                 elapsed = max(time.perf_counter() - start, 1e-9)
                 progress.update(1)
-                progress.set_postfix_str(f"{caller.times.samples / elapsed / 1e6:.2f} M samples/s", refresh=False)
+                rate = caller.times.samples / elapsed
+                progress.set_postfix_str(f"{rate / 1e6:.2f} M samples/s, {rate / MINION_KEEP_UP:.2f}x keep-up", refresh=False)
     finally:
         writer.close()
         if summary:
@@ -108,7 +110,8 @@ def run_command(
     sys.stderr.write(
         f"edgecall: {counts['called']} reads called, {counts['filtered']} filtered (Q < {min_qscore:g}), "
         f"{counts['failed']} failed; {counts['bases']:,} bases; {samples:,} samples in {elapsed:.1f} s "
-        f"= {samples / max(elapsed, 1e-9) / 1e6:.3f} M samples/s ({caller.backend.name})\n"
+        f"= {samples / max(elapsed, 1e-9) / 1e6:.3f} M samples/s, {samples / max(elapsed, 1e-9) / MINION_KEEP_UP:.2f}x "
+        f"a MinION's keep-up rate ({caller.backend.name}, batch {caller.batch_size})\n"
     )
     if counts["failed"]:
         raise typer.Exit(EXIT_SOME_FAILED)

@@ -28,7 +28,7 @@ from edgecall.runtime.readers import iter_reads
 from edgecall.runtime.signal import prepare
 from edgecall.runtime.stitch import stitch_decoded, stitch_scores
 
-AUTO_BATCH_SIZE = 32  # chunks per inference call when --batch-size is not given
+AUTO_BATCH_SIZE = 16  # chunks per inference call when --batch-size is not given (see auto_batch_size)
 QUEUE_DEPTH = 4  # batches buffered between stages
 
 
@@ -94,7 +94,7 @@ class Basecaller:
         self.chunksize = options.chunksize or config.basecaller.chunksize
         self.overlap = options.overlap if options.overlap is not None else config.basecaller.overlap
         validate_chunking(config, self.chunksize, self.overlap)
-        self.batch_size = options.batch_size or AUTO_BATCH_SIZE
+        self.batch_size = options.batch_size or auto_batch_size(options.device)
         if self.batch_size < 1:
             raise EdgecallError(f"--batch-size must be at least 1, got {self.batch_size}")
         self.queue_depth = QUEUE_DEPTH
@@ -254,6 +254,18 @@ class Basecaller:
         )
 
 
+def auto_batch_size(device: str) -> int:
+    """Chunks per call where each backend ran fastest in bench/throughput.py (2-core CPU):
+    OpenVINO's throughput streams peak at 16 (and keep score buffers small), ONNX Runtime
+    at 64; accelerators want large batches."""
+    key = device.lower()
+    if key.startswith("ort"):
+        return 64 if key in ("ort", "ort:cpu") else 128
+    if key in ("gpu", "npu", "myriad") or key.startswith("gpu."):
+        return 64
+    return AUTO_BATCH_SIZE
+
+
 def _data_of(batch: _Batch) -> np.ndarray:
     return batch.data
 
@@ -267,7 +279,8 @@ def _fit_memory(config: ModelConfig, chunksize: int, options: RunOptions) -> tup
     """(batch size, queue depth) whose buffers fit half of --max-memory (the rest: model, runtime)."""
     assert options.max_memory is not None
     budget = options.max_memory // 2
-    sizes = [options.batch_size] if options.batch_size else [b for b in (AUTO_BATCH_SIZE, 16, 8, 4, 2, 1) if b <= AUTO_BATCH_SIZE]
+    largest = auto_batch_size(options.device)
+    sizes = [options.batch_size] if options.batch_size else [b for b in (128, 64, 32, 16, 8, 4, 2, 1) if b <= largest]
     for depth in (QUEUE_DEPTH, 2, 1):
         for size in sizes:
             if (3 * depth + 2) * batch_bytes(config, chunksize, size) <= budget:
