@@ -1,3 +1,4 @@
 from edgecall.cli.main import main
 
-main()
+if __name__ == "__main__":  # guarded: helper processes (fast5 reading) re-import the main module
+    main()

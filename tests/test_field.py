@@ -142,3 +142,20 @@ def test_real_malformed_files_are_named_and_skipped(shared_data: Path, lambda_po
     assert lambda_ids(shared_data) <= called  # every good read out (degenerate files may hold callable reads too)
     for name in ("empty.pod5", "truncated.pod5", "not_a_fast5.fast5", "empty_fast5.fast5"):
         assert any(name in line for line in result.stderr.splitlines() if line.startswith("edgecall: skipped")), name
+
+
+def test_a_fast5_that_hangs_libhdf5_is_reported_and_the_run_goes_on(lambda_pod5: Path, tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    shutil.copyfile(Path(__file__).parent / "data" / "hdf5_hang.fast5", folder / "hangs.fast5")
+    shutil.copyfile(lambda_pod5, folder / "good.pod5")
+    env = {**os.environ, "EDGECALL_READ_STALL_SECONDS": "3"}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "edgecall", "run", "--model", MODEL, str(folder)],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert time.monotonic() - started < 120
+    assert result.returncode == 3 and "Traceback" not in result.stderr
+    assert len(parse(result.stdout)) == 50
+    assert any("hangs.fast5" in line and "stalled" in line for line in result.stderr.splitlines())

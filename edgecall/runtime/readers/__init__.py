@@ -69,7 +69,7 @@ def iter_reads(
         if suffix == ".pod5":
             from edgecall.runtime.readers.pod5 import iter_pod5 as reader
         elif suffix == ".fast5":
-            from edgecall.runtime.readers.fast5 import iter_fast5 as reader
+            from edgecall.runtime.readers.isolated import iter_fast5_isolated as reader
         else:
             yield ReadFailure(path, f"unsupported file type '{path.suffix}' (expected .pod5 or .fast5)")
             continue

@@ -1,0 +1,73 @@
+"""Read fast5 files in a helper process, so a corrupt file cannot hang or crash the run.
+
+libhdf5 can loop forever on some corrupt files (seen here: a mutated slow5tools
+file spun inside H5HG__cache_heap_deserialize for minutes) and a native crash
+would take the whole run down. Neither can be interrupted inside one process,
+so each fast5 file is read by a child forked from a clean forkserver; a child
+that yields nothing for ``stall_seconds`` is killed and the file is reported.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+from collections.abc import Collection, Iterator
+from pathlib import Path
+
+from edgecall.runtime.read import Read, ReadFailure
+
+STALL_SECONDS = float(os.environ.get("EDGECALL_READ_STALL_SECONDS", "60"))  # no read for this long: give up on the file
+PASS_SKIP_IDS_BELOW = 50_000  # larger skip sets are applied in the parent rather than pickled per file
+_END = "__end__"
+_context: mp.context.BaseContext | None = None
+
+
+def _ctx() -> mp.context.BaseContext:
+    global _context
+    if _context is None:
+        _context = mp.get_context("forkserver")
+        _context.set_forkserver_preload(["edgecall.runtime.readers.fast5"])
+    return _context
+
+
+def _work(path: Path, read_ids: Collection[str] | None, skip_ids: Collection[str] | None, out: mp.Queue) -> None:
+    from edgecall.runtime.readers.fast5 import iter_fast5
+
+    for item in iter_fast5(path, read_ids, skip_ids):
+        out.put(item)
+    out.put(_END)
+
+
+def iter_fast5_isolated(
+    path: Path, read_ids: Collection[str] | None = None, skip_ids: Collection[str] | None = None,
+    stall_seconds: float | None = None,
+) -> Iterator[Read | ReadFailure]:
+    """:func:`~edgecall.runtime.readers.fast5.iter_fast5` run in a child process with a watchdog."""
+    stall = STALL_SECONDS if stall_seconds is None else stall_seconds
+    ids = set(read_ids) if read_ids is not None else None
+    skip = set(skip_ids) if skip_ids and len(skip_ids) < PASS_SKIP_IDS_BELOW else None
+    ctx = _ctx()
+    out = ctx.Queue(maxsize=16)
+    child = ctx.Process(target=_work, args=(path, ids, skip, out), daemon=True)
+    child.start()
+    try:
+        while True:
+            try:
+                item = out.get(timeout=stall)
+            except queue.Empty:
+                if child.is_alive():
+                    yield ReadFailure(path, f"reading stalled for {stall:g} s inside HDF5 (a corrupt file?); the rest of the file is skipped")
+                else:
+                    yield ReadFailure(path, f"the fast5 reader crashed on this file (exit status {child.exitcode}); the rest of the file is skipped")
+                return
+            if isinstance(item, str) and item == _END:
+                return
+            if skip_ids and skip is None and isinstance(item, Read) and item.read_id in skip_ids:
+                continue
+            yield item
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join(timeout=5)
+        out.close()
