@@ -31,3 +31,13 @@ def tiny_crf_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = ModelConfig(basecaller=BasecallerConfig(chunksize=2000, overlap=250, batchsize=16))
     compile_checkpoint(ckpt, root / "tiny.edgecall", targets=["CPU"], name="tiny", base_config=base)
     return root / "tiny.edgecall"
+
+
+@pytest.fixture()
+def torch_one_thread():
+    """Tiny models run fastest on one thread; several spin-wait badly on a shared CPU."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

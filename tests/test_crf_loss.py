@@ -14,13 +14,7 @@ from edgecall.train.crf_loss import crf_loss, global_logz, target_logz  # noqa: 
 BLANK = 2.0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; several spin-wait badly on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def brute_force(scores: torch.Tensor, target: list[int], state_len: int) -> tuple[float, float]:

@@ -28,12 +28,7 @@ REFERENCES = {"ref": "".join(np.random.default_rng(5).choice(list("ACGT"), 30_00
 QUANTILE = dataclasses.replace(CONFIG, normalisation=NormalisationConfig(strategy="quantile"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def truth_in_window(read: SimulatedRead, start: int, trimmed: int, chunksize: int) -> str:

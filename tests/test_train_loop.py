@@ -24,13 +24,7 @@ TINY = ModelConfig(
 CHUNK, BATCH, BASES = 500, 4, 40  # 100 frames per chunk
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; several spin-wait badly on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def synthetic(seed: int) -> Batch:
