@@ -164,7 +164,7 @@ def ratio_line(result: dict) -> str:
 
 
 def print_e2e(e2e: dict, models: dict, peak: float) -> None:
-    print(f"\nend to end (edgecall run pipeline, OpenVINO CPU, automatic batch; busy share per stage)")
+    print("\nend to end (edgecall run pipeline, OpenVINO CPU, automatic batch; busy share per stage)")
     print(f"{'model':<12} {'backend':<14} {'batch':>5} {'reads':>5} {'k smp/s':>8} {'xMinION':>7} {'%peak':>6} "
           f"{'RSS MiB':>7}  {'read':>5} {'norm':>5} {'infer':>5} {'decode':>6} {'write':>5}  identity")
     for name, r in e2e.items():

@@ -26,7 +26,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from edgecall.config import ModelConfig
-from edgecall.errors import EdgecallError, MissingExtraError
+from edgecall.errors import EdgecallError, raise_missing_extra
 from edgecall.package import PROVENANCE_NAME, load_package
 from edgecall.runtime.chunk import cut, plan_chunks
 from edgecall.runtime.read import Read, ReadFailure
@@ -111,7 +111,7 @@ def quantize_ir(xml: Path, out_xml: Path, chunks: np.ndarray, *, subset_size: in
     try:
         import nncf
     except ModuleNotFoundError as exc:
-        raise MissingExtraError(exc.name or "nncf", "export", "int8 quantisation") from None
+        raise_missing_extra(exc, "int8 quantisation")
     import openvino as ov
 
     model = ov.Core().read_model(str(xml))

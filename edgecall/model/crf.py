@@ -50,6 +50,8 @@ def conv_stack(config: ModelConfig) -> nn.Sequential:
 class BonitoCRF(nn.Module):
     """(N, 1, T) normalised signal -> (T/stride, N, 4^(state_len+1)) CRF scores."""
 
+    layer_type: type[nn.Module] = DirectionalLSTM  # (insize, size, reverse) -> (T, N, I) -> (T, N, H) module
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         if config.encoder.architecture != "bonito-lstm" or config.decoder.kind != "crf":
@@ -59,7 +61,7 @@ class BonitoCRF(nn.Module):
         self.conv = conv_stack(config)
         sizes = (enc.features, *enc.layers)
         self.rnns = nn.ModuleList(
-            DirectionalLSTM(sizes[i], sizes[i + 1], enc.layer_reversed(i)) for i in range(len(enc.layers))
+            self.layer_type(sizes[i], sizes[i + 1], enc.layer_reversed(i)) for i in range(len(enc.layers))
         )
         self.head = nn.Linear(enc.layers[-1], config.num_outputs)
         self.scale = enc.scale

@@ -57,7 +57,6 @@ class StageTimes:
     decode: float = 0.0
     samples: int = 0  # raw samples of the reads that entered the pipeline
     batches: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -238,10 +237,10 @@ class Basecaller:
 
     def _finish(self, job: _Job) -> CalledRead:
         dec = self.config.decoder
-        t0 = time.perf_counter()
         if dec.kind == "crf":
             called: DecodedChunk = stitch_decoded(job.pieces, job.plan)
         else:
+            t0 = time.perf_counter()
             scores = stitch_scores(job.pieces, job.plan)
             decode = ctc.greedy if self.options.decode_mode == "greedy" else ctc.beam_search
             kwargs = {} if self.options.decode_mode == "greedy" else {"beam_width": dec.beam_width, "beam_cut": dec.beam_cut}

@@ -30,7 +30,7 @@ from edgecall.config import ModelConfig
 from edgecall.errors import EdgecallError
 from edgecall.export.shrink import BETA, GAMMA, LSTM_GATES, ZETA, keep_mask, nonzero_probability
 from edgecall.model.checkpoint import LoadedCheckpoint
-from edgecall.model.crf import conv_stack
+from edgecall.model.crf import BonitoCRF
 
 INIT_FULLY_ON_PROBABILITY = 0.9  # P(gate == 1) of a fresh neuron: ~90% of neurons fully on in each training step
 # The sampled gate is exactly 1 when logit(u) >= beta ln((1 - gamma) / (zeta - 1)) - log_alpha, and
@@ -89,30 +89,18 @@ class MaskedLSTM(nn.Module):
         return y.flip(0) if self.reverse else y
 
 
-class MaskedBonitoCRF(nn.Module):
-    """(N, 1, T) normalised signal -> (T/stride, N, 4^(state_len+1)) CRF scores, gated LSTMs."""
+class MaskedBonitoCRF(BonitoCRF):
+    """(N, 1, T) normalised signal -> (T/stride, N, 4^(state_len+1)) CRF scores, gated LSTMs.
+
+    BonitoCRF with :class:`MaskedLSTM` layers: same parameter names plus ``rnns.{i}.log_alpha``.
+    """
+
+    layer_type = MaskedLSTM
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        if config.encoder.architecture != "bonito-lstm" or config.decoder.kind != "crf":
-            raise EdgecallError(f"{config.name}: not a Bonito LSTM CRF model config")
         if config.encoder.rnn_type != "lstm":
             raise EdgecallError(f"{config.name}: gated training supports LSTM layers, not {config.encoder.rnn_type}")
-        enc = config.encoder
-        self.config = config
-        self.conv = conv_stack(config)
-        sizes = (enc.features, *enc.layers)
-        self.rnns = nn.ModuleList(
-            MaskedLSTM(sizes[i], sizes[i + 1], enc.layer_reversed(i)) for i in range(len(enc.layers))
-        )
-        self.head = nn.Linear(enc.layers[-1], config.num_outputs)
-        self.scale = enc.scale
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.conv(x).permute(2, 0, 1)
-        for rnn in self.rnns:
-            x = rnn(x)
-        return torch.tanh(self.head(x)) * self.scale
+        super().__init__(config)
 
     def masked_layers(self) -> list[MaskedLSTM]:
         return [layer for layer in self.rnns if isinstance(layer, MaskedLSTM)]

@@ -53,21 +53,17 @@ def open_backend(
     found = resolve_device(device)
     if precision not in PRECISIONS:
         raise EdgecallError(f"unknown precision '{precision}' (choose {', '.join(PRECISIONS)})")
+    ir_name = None
     if precision == "int8":
         if found.backend != "openvino" or found.target != "CPU":
             raise EdgecallError(f"--precision int8 runs on the OpenVINO CPU device only, not '{device}'")
-        if package.openvino_ir("CPU-INT8") is None:
+        ir_name = "CPU-INT8"
+        if package.openvino_ir(ir_name) is None:
             raise EdgecallError(
                 f"{package.path}: has no int8 model; make one with 'edgecall compile CHECKPOINT --int8' "
                 "(needs the export extra)"
             )
-        from edgecall.runtime.backends.openvino import OpenVinoBackend
-
-        backend: Backend = OpenVinoBackend(
-            package, "CPU", batch_size=batch_size, chunksize=chunksize, threads=threads, ir_name="CPU-INT8"
-        )
-    else:
-        backend = _open(package, found, batch_size=batch_size, chunksize=chunksize, threads=threads)
+    backend = _open(package, found, batch_size=batch_size, chunksize=chunksize, threads=threads, ir_name=ir_name)
     check_output_width(package, backend.output_width)
     return backend
 
@@ -82,11 +78,15 @@ def check_output_width(package: ModelPackage, width: int | None) -> None:
         )
 
 
-def _open(package: ModelPackage, found, *, batch_size: int, chunksize: int, threads: int | None) -> Backend:  # noqa: ANN001
+def _open(
+    package: ModelPackage, found, *, batch_size: int, chunksize: int, threads: int | None, ir_name: str | None  # noqa: ANN001
+) -> Backend:
     if found.backend == "openvino":
         from edgecall.runtime.backends.openvino import OpenVinoBackend
 
-        return OpenVinoBackend(package, found.target, batch_size=batch_size, chunksize=chunksize, threads=threads)
+        return OpenVinoBackend(
+            package, found.target, batch_size=batch_size, chunksize=chunksize, threads=threads, ir_name=ir_name
+        )
     if found.backend == "onnxruntime":
         from edgecall.runtime.backends.onnxruntime import OrtBackend
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecall.errors import MissingExtraError
+from edgecall.errors import raise_missing_extra
 from edgecall.package import ModelPackage
 
 
@@ -15,7 +15,7 @@ class TorchBackend:
 
             from edgecall.model.build import model_from_arrays
         except ModuleNotFoundError as exc:
-            raise MissingExtraError(exc.name or "torch", "export", "--device torch") from None
+            raise_missing_extra(exc, "--device torch")
         self.batch_size, self.chunksize = batch_size, chunksize
         self.name = "torch:cpu"
         if threads:
