@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from edgecall.errors import EdgecallError
-from edgecall.runtime.decode.crf_posteriors import guides
+from edgecall.runtime.decode.crf_posteriors import guides, thread_workspace
 from edgecall.runtime.decode.crf_search import beam_path, viterbi_path
 from edgecall.runtime.read import DecodedChunk
 
@@ -122,7 +122,7 @@ def _decode_chunk(
     """
     if scores.shape[0] == 0:
         return np.zeros(0, np.uint8), np.zeros(0, np.uint8), np.zeros(0, np.uint8)
-    bwd, post = guides(scores, n, blank)
+    bwd, post = guides(scores, n, blank, thread_workspace())
     if beam:
         states, moves, _ = beam_path(scores, n, bwd, beam_width, beam_cut, blank)
     else:
