@@ -8,8 +8,11 @@ in input order; failed reads come out as :class:`ReadFailure` in their place.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -106,6 +109,7 @@ class Basecaller:
             threads=options.threads, precision=options.precision,
         )
         self.times = StageTimes()
+        self._times_lock = threading.Lock()  # finishing threads add to times.decode
 
     @property
     def config(self) -> ModelConfig:
@@ -224,16 +228,29 @@ class Basecaller:
             yield batch
 
     def _assemble(self, batches: Iterator[_Batch]) -> Iterator[CalledRead | ReadFailure]:
+        """Reads in input order once all their chunks are back, finished on a thread pool.
+
+        Finishing a CTC read is its whole decode (the search needs the stitched read),
+        so reads finish in parallel; ``finishing`` keeps their order and bounds how
+        many are in flight.
+        """
         pending: deque[_Job | ReadFailure] = deque()
-        for batch in batches:
-            pending.extend(batch.started)
-            for (job, _), result in zip(batch.owners, batch.results or []):
-                job.pieces.append(result)
-            while pending and (isinstance(pending[0], ReadFailure) or pending[0].done):
-                head = pending.popleft()
-                yield head if isinstance(head, ReadFailure) else self._finish(head)
-        for head in pending:  # only failures can remain once every batch is in
-            yield head if isinstance(head, ReadFailure) else self._finish(head)
+        finishing: deque[Future[CalledRead] | ReadFailure] = deque()
+        workers = max(1, self.options.threads or os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgecall-finish") as pool:
+            for batch in batches:
+                pending.extend(batch.started)
+                for (job, _), result in zip(batch.owners, batch.results or []):
+                    job.pieces.append(result)
+                while pending and (isinstance(pending[0], ReadFailure) or pending[0].done):
+                    head = pending.popleft()
+                    finishing.append(head if isinstance(head, ReadFailure) else pool.submit(self._finish, head))
+                while finishing and (len(finishing) > 2 * workers or _ready(finishing[0])):
+                    yield _result_of(finishing.popleft())
+            for head in pending:  # only failures can remain once every batch is in
+                finishing.append(head if isinstance(head, ReadFailure) else pool.submit(self._finish, head))
+            while finishing:
+                yield _result_of(finishing.popleft())
 
     def _finish(self, job: _Job) -> CalledRead:
         dec = self.config.decoder
@@ -245,12 +262,21 @@ class Basecaller:
             decode = ctc.greedy if self.options.decode_mode == "greedy" else ctc.beam_search
             kwargs = {} if self.options.decode_mode == "greedy" else {"beam_width": dec.beam_width, "beam_cut": dec.beam_cut}
             called = decode(scores, reverse=dec.reverse, labels="".join(dec.labels), **kwargs)
-            self.times.decode += time.perf_counter() - t0
+            with self._times_lock:
+                self.times.decode += time.perf_counter() - t0
         job.pieces = []
         return CalledRead(
             read=job.read, sequence=called.sequence, qstring=called.qstring,
             mean_qscore=crf.mean_qscore(called.qstring), moves=called.moves, trimmed_samples=job.trimmed,
         )
+
+
+def _ready(item: Future[CalledRead] | ReadFailure) -> bool:
+    return isinstance(item, ReadFailure) or item.done()
+
+
+def _result_of(item: Future[CalledRead] | ReadFailure) -> CalledRead | ReadFailure:
+    return item if isinstance(item, ReadFailure) else item.result()
 
 
 def auto_batch_size(device: str) -> int:

@@ -96,21 +96,21 @@ def greedy(posteriors: np.ndarray, *, labels: str = LABELS) -> DecodedChunk:
     return _result(best[starts], maxp[run_id[starts]], starts, post.shape[0], labels)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _grow(a: np.ndarray, size: int) -> np.ndarray:
     out = np.empty(size, a.dtype)
     out[: a.shape[0]] = a
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _grow2(a: np.ndarray, size: int) -> np.ndarray:
     out = np.full((size, a.shape[1]), -1, a.dtype)
     out[: a.shape[0]] = a
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _beam_search(post, beam_width, cut, reverse):  # noqa: C901 - one loop mirrors the reference
     """(frames, labels) float32 -> label codes, max p and forward-time frame per base, in read order."""
     n_frames, n_labels = post.shape
