@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from edgecall.package import load_package
+
 
 def edgecall(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "edgecall", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
@@ -44,9 +46,10 @@ def test_compile_then_inspect_package(tmp_path: Path) -> None:
     from factories import write_efficient_basecallers
 
     ckpt = write_efficient_basecallers(tmp_path / "s.pt", (5, 3, 4, 6, 7), hidden=8, features=8)
-    result = edgecall("compile", str(ckpt), "--target", "MYRIAD", "--target", "CPU")
+    result = edgecall("compile", str(ckpt), "--target", "MYRIAD", "--target", "CPU", "--beam-width", "16")
     assert result.returncode == 0, result.stderr
     package = tmp_path / "s.edgecall"  # default: next to the checkpoint
+    assert load_package(package).config.decoder.beam_width == 16
     assert (package / "openvino/MYRIAD/model.xml").is_file() and (package / "openvino/CPU/model.xml").is_file()
     assert "openvino==2022.3" in result.stderr and "static input 64x1x4000" in result.stderr
     assert "5 / 8" in result.stderr

@@ -22,6 +22,7 @@ def compile_command(
     name: Optional[str] = typer.Option(None, "--name", help="Model name for the FASTQ RG tag (default: checkpoint name)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Bonito/edgecall config.toml to take chunking, qscore and normalisation from (checkpoints without one)."),
     int8: bool = typer.Option(False, "--int8", help="Also write an int8 CPU IR (openvino/CPU-INT8) by NNCF post-training quantisation; needs nncf."),
+    beam_width: Optional[int] = typer.Option(None, "--beam-width", min=1, help="Beam width the package's decoder uses (default: the checkpoint config's, else 32)."),
     calibration: list[Path] = typer.Option([], "--calibration", help="--int8: .pod5/.fast5 files or folders of real reads to calibrate on, not the reads you test on (default: the checkout's shared R9.4.1 test sample if present, else simulated reads)."),
 ) -> None:
     """Shrink a sparse checkpoint, export ONNX and OpenVINO IR, write a model package."""
@@ -37,7 +38,7 @@ def compile_command(
     targets = [t.upper() for t in target]
     if int8 and "CPU" not in targets:
         targets.append("CPU")  # the int8 IR is quantised from the CPU (f32) IR
-    result = compile_checkpoint(checkpoint, output, targets=targets, name=name, base_config=base)
+    result = compile_checkpoint(checkpoint, output, targets=targets, name=name, base_config=base, beam_width=beam_width)
     _summary(result)
     if int8:
         _quantize(result.package.path, calibration)

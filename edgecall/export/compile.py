@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import tempfile
 from dataclasses import dataclass
@@ -48,11 +49,15 @@ def compile_checkpoint(
     targets: Sequence[str] = ("CPU",),
     name: str | None = None,
     base_config: ModelConfig | None = None,
+    beam_width: int | None = None,
 ) -> CompileResult:
+    """``beam_width``: the package decoder's beam (None: the checkpoint config's)."""
     ckpt = load_checkpoint(Path(checkpoint), base_config)
     shrunk = shrink(ckpt)
     stored_name = shrunk.config.name if shrunk.config.name != "model" else Path(checkpoint).stem
     config = shrunk.config.replace(name=name or stored_name)
+    if beam_width is not None:
+        config = config.replace(decoder=dataclasses.replace(config.decoder, beam_width=beam_width))
     dense = build_model(ckpt.config, masked_state(ckpt))
     small = build_model(config, shrunk.state)
     out_dir = Path(out_dir) if out_dir is not None else default_output_dir(Path(checkpoint))
