@@ -13,8 +13,10 @@ torch = pytest.importorskip("torch")
 from edgecall.config import DecoderConfig, EncoderConfig, ModelConfig  # noqa: E402
 from edgecall.model.checkpoint import load_checkpoint  # noqa: E402
 from edgecall.train.loop import (  # noqa: E402
-    LOG_COLUMNS, Batch, TrainOptions, checkpoints, edit_distance, learning_rate, train,
+    LOG_COLUMNS, Batch, TrainOptions, _grouped_optimizer_state, _optimizer, checkpoints, edit_distance,
+    learning_rate, train,
 )
+from edgecall.train.masked_model import MaskedBonitoCRF  # noqa: E402
 
 TINY = ModelConfig(
     name="tiny",
@@ -125,3 +127,33 @@ def test_edit_distance() -> None:
     assert ed("", "") == 0 and ed("ACGT", "") == 4 and ed("", "AC") == 2
     assert ed("ACGT", "ACGT") == 0 and ed("ACGT", "AGT") == 1 and ed("kitten", "sitting") == 3
     assert ed("AAAATTTT", "TTTTAAAA") == 8 and ed("GATTACA", "GCATGCU") == 4
+
+
+def test_gate_lr_scale_moves_only_the_gates_faster(tmp_path: Path) -> None:
+    batch = synthetic(0)
+    slow = train(TINY, options(tmp_path / "a", steps=5, lambda_step=0, lambda_target=1e-3), lambda step: batch)
+    fast = train(TINY, options(tmp_path / "b", steps=5, lambda_step=0, lambda_target=1e-3, gate_lr_scale=10.0),
+                 lambda step: batch)
+    a, b = load_checkpoint(slow.checkpoint), load_checkpoint(fast.checkpoint)
+    torch.manual_seed(7)  # the runs' seed: the model both started from
+    start = [layer.log_alpha.detach() for layer in MaskedBonitoCRF(TINY).masked_layers()]
+    moved = [float((y - x).abs().max()) for x, y in zip(start, a.log_alpha)]
+    moved_fast = [float((y - x).abs().max()) for x, y in zip(start, b.log_alpha)]
+    assert all(m > 0 and f > 5 * m for f, m in zip(moved_fast, moved))
+    weights_a, weights_b = a.state["head.weight"], b.state["head.weight"]
+    assert torch.allclose(weights_a, weights_b, atol=1e-2)  # the weights' own lr is unchanged
+
+
+def test_single_group_optimizer_state_resumes_into_two_groups() -> None:
+    torch.manual_seed(0)
+    model = MaskedBonitoCRF(TINY)
+    single = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    single.step()
+    grouped = _optimizer(model, options(Path(".")))
+    grouped.load_state_dict(_grouped_optimizer_state(single.state_dict(), model))
+    assert [len(g["params"]) for g in grouped.param_groups] == [len(list(model.parameters())) - 5, 5]
+    for p in model.parameters():
+        assert torch.equal(grouped.state[p]["exp_avg"], single.state[p]["exp_avg"])
+        assert torch.equal(grouped.state[p]["exp_avg_sq"], single.state[p]["exp_avg_sq"])

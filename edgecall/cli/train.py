@@ -57,6 +57,7 @@ def train_command(
     real_min_qscore: float = typer.Option(MIN_QSCORE, "--real-min-qscore", help="Leave out reads whose mean call Q is below this (wrong chemistry, junk)."),
     real_fraction: float = typer.Option(0.25, "--real-fraction", help="Share of each batch from the real reads."),
     validation_size: int = typer.Option(32, "--validation-size", help="Simulated validation chunks (their own seed stream); 0: no validation."),
+    gate_lr_scale: float = typer.Option(1.0, "--gate-lr-scale", help="Learning rate of the neuron gates as a multiple of the weights' (raise it when a short run does not prune)."),
     threads: int = typer.Option(0, "--threads", help="Torch threads (0: torch's default). On a busy shared CPU 1 is steadier and often faster."),
     seed: int = typer.Option(25, "--seed", help="Seeds the weights and every batch."),
     checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps per checkpoint (the newest 3 are kept)."),
@@ -81,7 +82,8 @@ def train_command(
     model_config = _model_config(out_dir, config, size, stored=found[-1][1] if found else None)
     options = loop.TrainOptions(
         out_dir=out_dir, steps=steps, batch_size=batch_size, chunksize=chunksize, lr=lr, warmup_steps=warmup_steps,
-        lambda_initial=lambda_initial, lambda_target=lambda_target, lambda_step=lambda_step, log_every=log_every,
+        lambda_initial=lambda_initial, lambda_target=lambda_target, lambda_step=lambda_step,
+        gate_lr_scale=gate_lr_scale, log_every=log_every,
         checkpoint_every=checkpoint_every, validate_every=validate_every, seed=seed, threads=threads,
     )
     if bool(real_reads) != bool(real_calls) or not 0.0 <= real_fraction <= 1.0:

@@ -58,6 +58,7 @@ class TrainOptions:
     lambda_initial: float = 5e-8  # L0 weight before lambda_step (delayed masking)
     lambda_target: float = 2e-7  # L0 weight from lambda_step on (paper: 2e-7, 6e-7, 2e-6)
     lambda_step: int = 10_000  # step at which lambda switches to lambda_target
+    gate_lr_scale: float = 1.0  # the gates' (log alpha) learning rate as a multiple of the weights'
     grad_clip: float = 2.0  # max global gradient norm
     loss_clip: float | None = 10.0  # per-chunk CRF loss clamp (bonito's loss_clip); None: off
     log_every: int = 100  # steps per log line (means over the steps since the last line)
@@ -71,6 +72,8 @@ class TrainOptions:
         for name in ("steps", "batch_size", "chunksize", "log_every", "checkpoint_every", "validate_every"):
             if getattr(self, name) < 1:
                 raise EdgecallError(f"train option {name} must be at least 1, got {getattr(self, name)}")
+        if not self.gate_lr_scale > 0:
+            raise EdgecallError(f"train option gate_lr_scale must be positive, got {self.gate_lr_scale}")
         if self.keep_checkpoints < 1:
             raise EdgecallError(f"train option keep_checkpoints must be at least 1, got {self.keep_checkpoints}")
 
@@ -213,6 +216,40 @@ def _check_batch(batch: Batch, options: TrainOptions, step: int) -> None:
         )
 
 
+def _optimizer(model: MaskedBonitoCRF, options: TrainOptions) -> torch.optim.Adam:
+    """Adam over two groups, the weights then the gates, so the gates can move faster.
+
+    Adam moves a parameter by about lr per step whatever its gradient's size, and a
+    saturated gate (log alpha ~4) must travel ~5 to switch off; at the weights' lr a
+    short run cannot prune at all, however large lambda is.
+    """
+    weights, gates = _parameter_groups(model)
+    return torch.optim.Adam([{"params": weights}, {"params": gates}], lr=options.lr, eps=options.adam_eps)
+
+
+def _parameter_groups(model: MaskedBonitoCRF) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    gate_ids = {id(layer.log_alpha) for layer in model.masked_layers()}
+    params = list(model.parameters())
+    return [p for p in params if id(p) not in gate_ids], [p for p in params if id(p) in gate_ids]
+
+
+def _grouped_optimizer_state(state: dict[str, Any], model: MaskedBonitoCRF) -> dict[str, Any]:
+    """An optimizer state saved with one group over ``model.parameters()`` (older
+    checkpoints), re-laid as :func:`_optimizer`'s two groups; others pass through."""
+    if len(state["param_groups"]) != 1:
+        return state
+    params = list(model.parameters())
+    weights, gates = _parameter_groups(model)
+    old_index = {id(p): i for i, p in enumerate(params)}
+    order = [old_index[id(p)] for p in weights + gates]
+    group = {k: v for k, v in state["param_groups"][0].items() if k != "params"}
+    return {
+        "state": {new: state["state"][old] for new, old in enumerate(order) if old in state["state"]},
+        "param_groups": [{**group, "params": list(range(len(weights)))},
+                         {**group, "params": list(range(len(weights), len(params)))}],
+    }
+
+
 def _resume(config: ModelConfig, options: TrainOptions) -> tuple[MaskedBonitoCRF, torch.optim.Optimizer, int]:
     """Fresh seeded model at step 0, or everything restored from the newest checkpoint."""
     found = checkpoints(options.out_dir)
@@ -221,15 +258,15 @@ def _resume(config: ModelConfig, options: TrainOptions) -> tuple[MaskedBonitoCRF
         np.random.seed(options.seed)
         random.seed(options.seed)
         model = MaskedBonitoCRF(config)
-        return model, torch.optim.Adam(model.parameters(), lr=options.lr, eps=options.adam_eps), 0
+        return model, _optimizer(model, options), 0
     path = found[-1][1]
     obj = torch.load(path, map_location="cpu", weights_only=True)
     stored = ModelConfig.from_toml(obj["config"], str(path))
     if stored != ModelConfig.from_toml(config.to_toml()):
         raise EdgecallError(f"{path}: this run was started with another model config; use a new out_dir")
     model = from_checkpoint_state(stored, obj["model_state"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, eps=options.adam_eps)
-    optimizer.load_state_dict(obj["optimizer"])
+    optimizer = _optimizer(model, options)
+    optimizer.load_state_dict(_grouped_optimizer_state(obj["optimizer"], model))
     _set_rng_state(obj["rng"])
     return model, optimizer, int(obj["step"])
 
@@ -269,8 +306,8 @@ def train(config: ModelConfig, options: TrainOptions, data: DataFn, val_data: Ba
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            weight_group, gate_group = optimizer.param_groups
+            weight_group["lr"], gate_group["lr"] = lr, lr * options.gate_lr_scale
             optimizer.step()
             step += 1
             losses.append(loss.item())
