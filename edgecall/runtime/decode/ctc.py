@@ -124,9 +124,13 @@ def _beam_search(post, beam_width, cut, reverse):  # noqa: C901 - one loop mirro
     n_nodes = 1
 
     max_cand = beam_width * (1 + 2 * (n_labels - 1))
-    beams = np.zeros(1, np.int64)
-    p_base = np.zeros(1, np.float32)
-    p_blank = np.ones(1, np.float32)
+    # the surviving beams: the first n_beams entries (preallocated: an allocation per
+    # frame cost more than the search itself)
+    beams = np.zeros(beam_width, np.int64)
+    p_base = np.zeros(beam_width, np.float32)
+    p_blank = np.ones(beam_width, np.float32)
+    n_beams = 1
+    order = np.empty(max_cand, np.int64)
     c_node = np.zeros(max_cand, np.int64)
     c_base = np.zeros(max_cand, np.float32)
     c_blank = np.zeros(max_cand, np.float32)
@@ -147,7 +151,7 @@ def _beam_search(post, beam_width, cut, reverse):  # noqa: C901 - one loop mirro
             node_slot[n_nodes:] = -1
 
         n_cand = 0  # unique nodes this frame, in first-push order
-        for k in range(beams.shape[0]):
+        for k in range(n_beams):
             beam, bp, np_ = beams[k], p_base[k], p_blank[k]
             for lab in range(n_labels):
                 if lab == 0:
@@ -193,7 +197,8 @@ def _beam_search(post, beam_width, cut, reverse):  # noqa: C901 - one loop mirro
         if n_cand == 0:  # only when beam_cut > 1/labels: keep the beams, skip the frame
             continue
         # order by (descending total, ascending node id): the reference's stable sorts
-        order = np.arange(n_cand)
+        for i in range(n_cand):
+            order[i] = i
         for i in range(1, n_cand):
             j = i
             while j > 0:
@@ -205,9 +210,7 @@ def _beam_search(post, beam_width, cut, reverse):  # noqa: C901 - one loop mirro
                 else:
                     break
         keep = min(beam_width, n_cand)
-        beams = np.empty(keep, np.int64)
-        p_base = np.empty(keep, np.float32)
-        p_blank = np.empty(keep, np.float32)
+        n_beams = keep
         top = c_base[order[0]] + c_blank[order[0]]
         for i in range(keep):
             s = order[i]
