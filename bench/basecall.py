@@ -4,7 +4,9 @@ For each model, in one process and on the same reads: wall-clock samples/s of th
 whole pipeline (read, normalise, chunk, infer, decode, stitch, format FASTQ), the
 busy time of each stage, and the median identity of the calls against the
 reference. Stages run in overlapping threads, so busy times are also shown as a
-share of their sum.
+share of their sum; "decode CPU" is the decoding threads' CPU time as a share of
+all the CPU time the process used (busy shares count a stage's waiting for a core
+when stages outnumber cores; CPU time does not).
 
     python bench/basecall.py --models deepnano-blitz-w64 deepnano-blitz-w96 \
         --reads ../shared/data/accuracy/lambda_r941/lambda_r941.pod5 \
@@ -38,7 +40,7 @@ def bench_model(model: str, reads: list[Path], options: RunOptions, reference: P
     calls: list[tuple[str, str]] = []
     write_time = 0.0
     failures = 0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), os.times()
     for item in caller.run(reads):
         if isinstance(item, ReadFailure):
             failures += 1
@@ -47,7 +49,8 @@ def bench_model(model: str, reads: list[Path], options: RunOptions, reference: P
         format_record(item, package.config.name)
         write_time += time.perf_counter() - t0
         calls.append((item.read.read_id, item.sequence))
-    wall = time.perf_counter() - start
+    wall, cpu_end = time.perf_counter() - start, os.times()
+    cpu = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
     caller.close()
     t = caller.times
     stages = {"read": t.read, "normalise": t.normalise, "infer": t.infer, "decode": t.decode, "write": write_time}
@@ -61,6 +64,8 @@ def bench_model(model: str, reads: list[Path], options: RunOptions, reference: P
         "wall": wall,
         "samples_per_s": t.samples / wall,
         "stages": stages,
+        "cpu": cpu,  # CPU seconds of the whole process over the run (every thread)
+        "decode_cpu_share": t.decode_cpu / cpu if cpu > 0 else float("nan"),
     }
     if reference is not None:
         result["accuracy"] = measure(calls, reference)
@@ -81,7 +86,7 @@ def main() -> None:
     reference = args.reference if args.reference and args.reference.is_file() else None
     print(f"# {os.cpu_count()} CPUs; reads: {' '.join(map(str, args.reads))}; device {args.device}")
     header = f"{'model':<22} {'backend':<14} {'batch':>5} {'reads':>5} {'Msamples/s':>10}  " \
-             f"{'read':>5} {'norm':>5} {'infer':>5} {'decode':>6} {'write':>5}  (busy share)  identity"
+             f"{'read':>5} {'norm':>5} {'infer':>5} {'decode':>6} {'write':>5}  (busy share)  decode CPU  identity"
     print(header)
     for model in args.models:
         runs = [bench_model(model, args.reads, options, reference) for _ in range(args.repeat)]
@@ -90,7 +95,8 @@ def main() -> None:
         shares = "  ".join(f"{100 * v / busy:5.1f}" for v in r["stages"].values())
         acc = r.get("accuracy")
         ident = f"{acc.median_identity:.4f} ({acc.mapped}/{acc.reads} mapped)" if acc else "-"
-        print(f"{r['model']:<22} {r['backend']:<14} {r['batch']:>5} {r['reads']:>5} {r['samples_per_s'] / 1e6:>10.3f}  {shares}  {ident}")
+        print(f"{r['model']:<22} {r['backend']:<14} {r['batch']:>5} {r['reads']:>5} {r['samples_per_s'] / 1e6:>10.3f}  {shares}  "
+              f"{100 * r['decode_cpu_share']:>10.1f}  {ident}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"# peak RSS of this process: {peak:.0f} MiB")
 

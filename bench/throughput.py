@@ -164,9 +164,10 @@ def ratio_line(result: dict) -> str:
 
 
 def print_e2e(e2e: dict, models: dict, peak: float) -> None:
-    print("\nend to end (edgecall run pipeline, OpenVINO CPU, automatic batch; busy share per stage)")
+    print("\nend to end (edgecall run pipeline, OpenVINO CPU, automatic batch; busy share per stage; "
+          "dec CPU: decoding's share of the process's CPU time)")
     print(f"{'model':<12} {'backend':<14} {'batch':>5} {'reads':>5} {'k smp/s':>8} {'xMinION':>7} {'%peak':>6} "
-          f"{'RSS MiB':>7}  {'read':>5} {'norm':>5} {'infer':>5} {'decode':>6} {'write':>5}  identity")
+          f"{'RSS MiB':>7}  {'read':>5} {'norm':>5} {'infer':>5} {'decode':>6} {'write':>5}  {'dec CPU':>7}  identity")
     for name, r in e2e.items():
         if not r.get("samples_per_s"):
             print(f"{name:<12} failed: {r.get('error')}")
@@ -177,7 +178,7 @@ def print_e2e(e2e: dict, models: dict, peak: float) -> None:
         ident_txt = f"{ident['median']:.4f} ({ident['mapped']}/{ident['reads']})" if ident else "- (random weights)"
         print(f"{name:<12} {r['backend']:<14} {r['batch']:>5} {r['reads']:>5} {r['samples_per_s'] / 1e3:>8.1f} "
               f"{r['samples_per_s'] / MINION:>7.2f} {100 * r['samples_per_s'] * models[name]['flops'] / peak:>5.1f}% "
-              f"{r.get('rss_mib') or 0:>7.0f}  {shares}  {ident_txt}")
+              f"{r.get('rss_mib') or 0:>7.0f}  {shares}  {100 * r.get('decode_cpu_share', float('nan')):>6.1f}%  {ident_txt}")
 
 
 def main() -> None:

@@ -58,6 +58,7 @@ class StageTimes:
     normalise: float = 0.0
     infer: float = 0.0
     decode: float = 0.0
+    decode_cpu: float = 0.0  # CPU seconds of the decoding threads (decode is their wall time)
     samples: int = 0  # raw samples of the reads that entered the pipeline
     batches: int = 0
 
@@ -216,11 +217,13 @@ class Basecaller:
                 t0 = time.perf_counter()
                 filled = batch.scores[:, : len(batch.owners)]
                 if dec.kind == "crf":
+                    cpu: list[float] = []
                     batch.results = crf.decode_batch(
                         filled, mode=self.options.decode_mode, threads=self.options.threads,
                         state_len=dec.state_len, beam_width=dec.beam_width, beam_cut=dec.beam_cut,
-                        blank_score=dec.blank_score, qscale=dec.qscale, qbias=dec.qbias,
+                        blank_score=dec.blank_score, qscale=dec.qscale, qbias=dec.qbias, cpu_seconds=cpu,
                     )
+                    self.times.decode_cpu += sum(cpu)
                 else:
                     batch.results = [np.ascontiguousarray(filled[:, i]) for i in range(len(batch.owners))]
                 self.times.decode += time.perf_counter() - t0
@@ -257,13 +260,14 @@ class Basecaller:
         if dec.kind == "crf":
             called: DecodedChunk = stitch_decoded(job.pieces, job.plan)
         else:
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.thread_time()
             scores = stitch_scores(job.pieces, job.plan)
             decode = ctc.greedy if self.options.decode_mode == "greedy" else ctc.beam_search
             kwargs = {} if self.options.decode_mode == "greedy" else {"beam_width": dec.beam_width, "beam_cut": dec.beam_cut}
             called = decode(scores, reverse=dec.reverse, labels="".join(dec.labels), **kwargs)
             with self._times_lock:
                 self.times.decode += time.perf_counter() - t0
+                self.times.decode_cpu += time.thread_time() - cpu0
         job.pieces = []
         return CalledRead(
             read=job.read, sequence=called.sequence, qstring=called.qstring,

@@ -14,6 +14,7 @@ Matches openfish's CPU decoder byte for byte on its conformance vector
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -199,12 +200,15 @@ def decode_batch(
     blank_score: float = 2.0,
     qscale: float = 1.0,
     qbias: float = 0.0,
+    cpu_seconds: list[float] | None = None,
 ) -> list[DecodedChunk]:
     """Decode every chunk of ``scores`` (frames, N, 4**(state_len+1)) float32, as the network emits them.
 
     ``mode`` is "beam" or "viterbi" (which ignores the beam options). Chunks run in
     parallel on at most ``threads`` threads (default: all CPUs). Results come in
-    chunk order and equal decoding each chunk alone.
+    chunk order and equal decoding each chunk alone. ``cpu_seconds``, if given,
+    gets each chunk's thread CPU time appended (wall time overstates it when
+    decoding shares the cores with inference).
     """
     if mode not in MODES:
         raise EdgecallError(f"unknown CRF decode mode '{mode}' (known: {', '.join(MODES)})")
@@ -218,7 +222,11 @@ def decode_batch(
     )
 
     def one(n: int) -> DecodedChunk:
-        return _chunk(*_decode_chunk(batch, n, *args))
+        start = time.thread_time()
+        decoded = _chunk(*_decode_chunk(batch, n, *args))
+        if cpu_seconds is not None:
+            cpu_seconds.append(time.thread_time() - start)
+        return decoded
 
     count = batch.shape[1]
     workers = max(1, min(threads or os.cpu_count() or 1, count))
