@@ -13,9 +13,9 @@ torch = pytest.importorskip("torch")
 from edgecall.config import DecoderConfig, EncoderConfig, ModelConfig  # noqa: E402
 from edgecall.model.checkpoint import load_checkpoint  # noqa: E402
 from edgecall.train.loop import (  # noqa: E402
-    LOG_COLUMNS, Batch, TrainOptions, _grouped_optimizer_state, _optimizer, checkpoints, edit_distance,
-    learning_rate, train,
+    LOG_COLUMNS, Batch, TrainOptions, _grouped_optimizer_state, _optimizer, checkpoints, learning_rate, train,
 )
+from edgecall.edit_distance import edit_distance  # noqa: E402
 from edgecall.train.masked_model import MaskedBonitoCRF  # noqa: E402
 
 TINY = ModelConfig(

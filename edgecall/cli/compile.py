@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from edgecall.errors import MissingExtraError, raise_missing_extra
+from edgecall.package import PROVENANCE_NAME
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +24,7 @@ def compile_command(
     name: Optional[str] = typer.Option(None, "--name", help="Model name for the FASTQ RG tag (default: checkpoint name)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Bonito/edgecall config.toml to take chunking, qscore and normalisation from (checkpoints without one)."),
     int8: bool = typer.Option(False, "--int8", help="Also write an int8 CPU IR (openvino/CPU-INT8) by NNCF post-training quantisation; needs nncf."),
+    int8_min_agreement: float = typer.Option(0.95, "--int8-min-agreement", min=0.0, max=1.0, help="--int8: refuse an int8 IR whose calls agree with the f32 calls on fewer bases than this (0 writes any)."),
     beam_width: Optional[int] = typer.Option(None, "--beam-width", min=1, help="Beam width the package's decoder uses (default: the checkpoint config's, else 32)."),
     calibration: list[Path] = typer.Option([], "--calibration", help="--int8: .pod5/.fast5 files or folders of real reads to calibrate on, not the reads you test on (default: the checkout's shared R9.4.1 test sample if present, else simulated reads)."),
 ) -> None:
@@ -41,17 +44,18 @@ def compile_command(
     result = compile_checkpoint(checkpoint, output, targets=targets, name=name, base_config=base, beam_width=beam_width)
     _summary(result)
     if int8:
-        _quantize(result.package.path, calibration)
+        _quantize(result.package.path, calibration, int8_min_agreement)
 
 
-def _quantize(package: Path, calibration: list[Path]) -> None:
+def _quantize(package: Path, calibration: list[Path], min_agreement: float) -> None:
     from edgecall.export.quantize import default_calibration_reads, int8_op_counts, quantize_package
 
     reads, source = (calibration, ", ".join(map(str, calibration))) if calibration else default_calibration_reads()
     typer.echo(f"int8: calibrating on {source}", err=True)
-    xml = quantize_package(package, reads)
+    xml = quantize_package(package, reads, min_agreement=min_agreement)
     counts = ", ".join(f"{v} {k}" for k, v in int8_op_counts(xml).items())
-    typer.echo(f"  {xml} (int8: {counts})", err=True)
+    agreement = json.loads((package / PROVENANCE_NAME).read_text())["int8"]["agreement_with_f32_calls"]
+    typer.echo(f"  {xml} (int8: {counts}; its calls agree with f32 on {agreement:.2%} of bases)", err=True)
 
 
 def _summary(result) -> None:  # noqa: ANN001 - CompileResult, imported lazily with torch

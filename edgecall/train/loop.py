@@ -27,6 +27,7 @@ from torch import Tensor
 
 from edgecall.config import ModelConfig
 from edgecall.costs import lstm_step_flops
+from edgecall.edit_distance import edit_distance
 from edgecall.errors import EdgecallError, exact_div
 from edgecall.model.checkpoint import EDGECALL_FORMAT
 from edgecall.train.crf_loss import crf_loss
@@ -155,19 +156,6 @@ def _prune(out_dir: Path, keep: int) -> None:
 
 
 # ---- validation and logging ----------------------------------------------------------
-
-
-def edit_distance(a: np.ndarray, b: np.ndarray) -> int:
-    """Levenshtein distance of two int arrays; one vectorised row per element of ``a``."""
-    cols = np.arange(len(b) + 1)
-    row = cols.copy()
-    for i, x in enumerate(a, start=1):
-        diag = row[:-1] + (b != x)
-        cur = np.empty_like(row)
-        cur[0] = i
-        cur[1:] = np.minimum(row[1:] + 1, diag)
-        row = np.minimum.accumulate(cur - cols) + cols  # insertions chain along the row
-    return int(row[-1])
 
 
 def validate(model: MaskedBonitoCRF, batch: Batch) -> tuple[float, float]:
