@@ -35,7 +35,7 @@ from nn_speed import cpu_peak, cpu_threads  # noqa: E402
 from throughput import BUILT, SHARED, build_package, run_worker, save_chunks  # noqa: E402
 
 from edgecall.costs import model_costs  # noqa: E402
-from edgecall.export.quantize import int8_op_counts, quantize_package  # noqa: E402
+from edgecall.export.quantize import int8_op_counts, ir_scores, quantize_package  # noqa: E402
 from edgecall.package import load_package  # noqa: E402
 
 ENGINES = ("ov-latency", "ov-throughput")
@@ -60,15 +60,8 @@ def prepare(name: str, root: Path, calibration: list[Path] | None, subset: int) 
 def score_agreement(f32_xml: Path, int8_xml: Path, chunks) -> dict:  # noqa: ANN001 - (n, 1, T) float32
     """Correlation and mean |difference| of int8 vs f32 outputs on the same real chunks."""
     import numpy as np
-    import openvino as ov
-    import openvino.properties.hint as hints
 
-    core = ov.Core()
-    outs = []
-    for xml in (f32_xml, int8_xml):
-        compiled = core.compile_model(core.read_model(str(xml)), "CPU", {hints.inference_precision: ov.Type.f32})
-        outs.append(np.asarray(compiled(chunks)[0]))
-    a, b = outs[0].ravel(), outs[1].ravel()
+    a, b = ir_scores(f32_xml, chunks).ravel(), ir_scores(int8_xml, chunks).ravel()
     return {"correlation": float(np.corrcoef(a, b)[0, 1]), "mean_abs_diff": float(np.abs(a - b).mean()),
             "max_abs_diff": float(np.abs(a - b).max()), "f32_mean_abs": float(np.abs(a).mean())}
 

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 pytest.importorskip("nncf")
-ov = pytest.importorskip("openvino")
+pytest.importorskip("openvino")
 
 from edgecall.errors import EdgecallError  # noqa: E402
 from edgecall.export.quantize import (  # noqa: E402
     calibration_chunks,
     int8_ir_dir,
     int8_op_counts,
+    ir_scores,
     quantize_package,
     simulated_reads,
 )
@@ -34,12 +35,6 @@ def package(tiny_crf_package: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_crf_package, tmp_path / "tiny.edgecall"))
 
 
-def _scores(xml: Path, chunks: np.ndarray) -> np.ndarray:
-    core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(xml)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    return np.asarray(compiled(chunks)[0])
-
-
 def test_int8_ir_is_quantised_and_close_to_f32_on_real_reads(package: Path, shared_data: Path) -> None:
     calibration = sorted((shared_data / "models/deepnano-blitz/test_sample").glob("*.fast5"))[:6]
     xml = quantize_package(package, calibration, subset_size=SUBSET, min_agreement=0.0)  # random weights
@@ -50,7 +45,7 @@ def test_int8_ir_is_quantised_and_close_to_f32_on_real_reads(package: Path, shar
     # held-out real chunks: the lambda dev reads, never used for calibration
     config = load_package(package).config
     chunks = calibration_chunks(iter_reads([shared_data / "accuracy/lambda_r941/lambda_r941.pod5"]), config, limit=8)
-    f32, int8 = _scores(load_package(package).openvino_ir("CPU"), chunks), _scores(xml, chunks)
+    f32, int8 = ir_scores(load_package(package).openvino_ir("CPU"), chunks), ir_scores(xml, chunks)
     assert int8.shape == f32.shape == (config.frames(config.basecaller.chunksize), 8, config.num_outputs)
     assert np.corrcoef(f32.ravel(), int8.ravel())[0, 1] > 0.95
     assert load_package(package).provenance["int8"]["calibration_chunks"] == SUBSET

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from edgecall.errors import MissingExtraError, raise_missing_extra
-from edgecall.package import PROVENANCE_NAME
+from edgecall.package import load_package
 
 
 def register(app: typer.Typer) -> None:
@@ -48,14 +47,14 @@ def compile_command(
 
 
 def _quantize(package: Path, calibration: list[Path], min_agreement: float) -> None:
-    from edgecall.export.quantize import default_calibration_reads, int8_op_counts, quantize_package
+    from edgecall.export.quantize import default_calibration_reads, quantize_package
 
     reads, source = (calibration, ", ".join(map(str, calibration))) if calibration else default_calibration_reads()
     typer.echo(f"int8: calibrating on {source}", err=True)
     xml = quantize_package(package, reads, min_agreement=min_agreement)
-    counts = ", ".join(f"{v} {k}" for k, v in int8_op_counts(xml).items())
-    agreement = json.loads((package / PROVENANCE_NAME).read_text())["int8"]["agreement_with_f32_calls"]
-    typer.echo(f"  {xml} (int8: {counts}; its calls agree with f32 on {agreement:.2%} of bases)", err=True)
+    int8 = load_package(package).provenance["int8"]  # what quantize_package measured
+    counts = ", ".join(f"{v} {k}" for k, v in int8["ops"].items())
+    typer.echo(f"  {xml} (int8: {counts}; its calls agree with f32 on {int8['agreement_with_f32_calls']:.2%} of bases)", err=True)
 
 
 def _summary(result) -> None:  # noqa: ANN001 - CompileResult, imported lazily with torch

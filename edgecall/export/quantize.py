@@ -194,13 +194,14 @@ def call_agreement(config: ModelConfig, f32_xml: Path, int8_xml: Path, chunks: n
     Viterbi; CTC: greedy); a read's identity can fall by at most about the
     disagreement, usually far less.
     """
-    f32 = _calls(config, _scores(f32_xml, chunks))
-    int8 = _calls(config, _scores(int8_xml, chunks))
+    f32 = _calls(config, ir_scores(f32_xml, chunks))
+    int8 = _calls(config, ir_scores(int8_xml, chunks))
     distance = sum(edit_distance(a, b) for a, b in zip(f32, int8))
     return 1.0 - distance / max(1, sum(len(a) for a in f32))
 
 
-def _scores(xml: Path, chunks: np.ndarray) -> np.ndarray:
+def ir_scores(xml: Path, chunks: np.ndarray) -> np.ndarray:
+    """(frames, chunks, outputs) scores of an IR on (n, 1, T) ``chunks``, OpenVINO CPU in f32."""
     import openvino as ov
     import openvino.properties.hint as hints
 
