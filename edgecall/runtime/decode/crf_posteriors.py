@@ -112,8 +112,9 @@ class Workspace:
     """Buffers one thread reuses from chunk to chunk.
 
     A chunk's scans need ~6 MB of scratch; allocated per chunk, glibc hands such
-    sizes out as fresh mmapped pages, and faulting them in took twice as long as
-    the scans themselves (5.1 vs 1.7 ms per chunk). Not thread-safe: one per thread.
+    sizes out as fresh mmapped pages, and faulting them in cost more than the
+    scans themselves (4.4 vs 1.6 ms per chunk, bench/decode.py). Not thread-safe:
+    one per thread.
     """
 
     def __init__(self) -> None:

@@ -1,0 +1,99 @@
+"""Where a CRF chunk's decoding time goes, per step, on one core.
+
+Real scores: the model's OpenVINO CPU IR on chunks of the lambda dev reads,
+prepared as the runtime prepares them. Then each decoding step is timed alone
+on the same chunks, in this (single) thread: the exponentials, the whole
+forward/backward scans with per-thread reused buffers and with fresh buffers
+per chunk (what the decoder did before), the beam search at two widths,
+Viterbi; finally the decoder end to end. Best of ``--rounds`` passes over the
+chunks. The scores come from a child process, so this one never loads OpenVINO,
+which changes malloc's behaviour for the whole process (it raises glibc's mmap
+threshold, hiding the cost of fresh buffers).
+
+    python bench/decode.py --model edgecall-r941-v1
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from throughput import SHARED, build_package, save_chunks  # noqa: E402
+
+from edgecall.export.quantize import ir_scores  # noqa: E402
+from edgecall.package import load_package  # noqa: E402
+from edgecall.runtime.decode import crf  # noqa: E402
+from edgecall.runtime.decode.crf_posteriors import Workspace, _weights, guides  # noqa: E402
+from edgecall.runtime.decode.crf_search import beam_path, viterbi_path  # noqa: E402
+
+
+def best_ms(step, chunks: int, rounds: int) -> float:  # noqa: ANN001 - callable(n)
+    """Milliseconds per chunk of ``step(n)`` over chunks 0..chunks-1, best of ``rounds``."""
+    step(0)  # compile / warm
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for n in range(chunks):
+            step(n)
+        best = min(best, (time.perf_counter() - start) / chunks * 1e3)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--reads", nargs="+", type=Path, default=[SHARED / "accuracy/lambda_r941/lambda_r941.pod5"])
+    parser.add_argument("--chunks", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--write-scores", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.write_scores:  # child: the model's scores on the chunks, then exit
+        package = load_package(args.model)
+        chunks = np.load(save_chunks(package.path, args.reads, args.chunks, args.write_scores.with_suffix(".chunks.npy")))
+        np.save(args.write_scores, np.ascontiguousarray(ir_scores(package.openvino_ir("CPU"), chunks)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        package = load_package(build_package(args.model, Path(tmp)))
+        dec = package.config.decoder
+        if dec.kind != "crf":
+            sys.exit(f"{package.config.name} is a {dec.kind.upper()} model; this profiles the CRF decoder")
+        out = Path(tmp) / "scores.npy"
+        subprocess.run([sys.executable, __file__, "--model", str(package.path), "--chunks", str(args.chunks),
+                        "--write-scores", str(out), "--reads", *map(str, args.reads)], check=True)
+        scores = np.load(out)
+    assert "openvino" not in sys.modules
+    frames, count, width = scores.shape
+    blank, space = dec.blank_score, Workspace()
+    weights, stay, shift = np.empty((frames, width), np.float32), np.empty(frames), np.empty(frames)
+    steps = {
+        "exponentials": lambda n: _weights(scores, n, blank, weights, stay, shift),
+        "forward/backward, reused buffers": lambda n: guides(scores, n, blank, space),
+        "forward/backward, fresh buffers": lambda n: guides(scores, n, blank),
+    }
+    look_ahead = [guides(scores, n, blank)[0].copy() for n in range(count)]
+    for width_ in sorted({dec.beam_width, 32}):
+        steps[f"beam search, width {width_}"] = lambda n, w=width_: beam_path(scores, n, look_ahead[n], w, dec.beam_cut, blank)
+    steps["viterbi"] = lambda n: viterbi_path(scores, n, blank)
+    kwargs = dict(state_len=dec.state_len, beam_width=dec.beam_width, beam_cut=dec.beam_cut, blank_score=blank,
+                  qscale=dec.qscale, qbias=dec.qbias, threads=1)
+    whole = {mode: lambda n, m=mode: crf.decode_batch(scores[:, n : n + 1], mode=m, **kwargs) for mode in crf.MODES}
+    print(f"# {package.config.name}: {count} chunks of {frames} frames x {width} scores; one thread; best of {args.rounds}")
+    for name, step in steps.items():
+        print(f"{name:<36} {best_ms(step, count, args.rounds):7.3f} ms/chunk")
+    for mode, step in whole.items():
+        print(f"{'whole decode, ' + mode + f' (width {dec.beam_width})' * (mode == 'beam'):<36} "
+              f"{best_ms(step, count, args.rounds):7.3f} ms/chunk")
+
+
+if __name__ == "__main__":
+    main()
