@@ -170,7 +170,7 @@ def quantize_package(
     if agreement < min_agreement:
         shutil.rmtree(out.parent)
         raise EdgecallError(
-            f"int8 not written: its calls agree with the f32 calls on only {agreement:.2%} of the bases of "
+            f"{package.path}: int8 not written: its calls agree with the f32 calls on only {agreement:.2%} of the bases of "
             f"{check.shape[0]} chunks of the calibration reads (needs {min_agreement:.0%}): quantisation broke "
             "this model; use the f32 model"
         )
