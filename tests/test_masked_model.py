@@ -14,13 +14,14 @@ pytest.importorskip("onnx")
 from factories import write_efficient_basecallers  # noqa: E402
 
 from edgecall.config import DecoderConfig, EncoderConfig, ModelConfig  # noqa: E402
+from edgecall.errors import EdgecallError  # noqa: E402
 from edgecall.export.compile import compile_checkpoint  # noqa: E402
 from edgecall.export.shrink import BETA, GAMMA, ZETA, keep_mask, masked_state  # noqa: E402
 from edgecall.model.checkpoint import EDGECALL_FORMAT, load_checkpoint  # noqa: E402
 from edgecall.model.crf import BonitoCRF, build_model  # noqa: E402
 from edgecall.train.masked_model import (  # noqa: E402
-    INIT_FULLY_ON_PROBABILITY, MaskedBonitoCRF, delayed_lambda, from_checkpoint_state, from_loaded, kept_neurons,
-    l0_penalty, sample_gate, to_checkpoint_state,
+    INIT_FULLY_ON_PROBABILITY, MaskedBonitoCRF, crf_head_sources, delayed_lambda, from_checkpoint_state, from_loaded,
+    from_pretrained, kept_neurons, l0_penalty, sample_gate, to_checkpoint_state,
 )
 
 TINY = ModelConfig(
@@ -148,3 +149,31 @@ def test_training_gates_are_stochastic_and_learnable() -> None:
     # gates clamped at exactly 1 get no gradient from the task loss; the L0 penalty reaches every log alpha
     (a.square().mean() + l0_penalty(model)).backward()
     assert all(layer.log_alpha.grad.abs().sum() > 0 for layer in model.masked_layers())
+
+
+def test_pretrained_head_merges_and_copies_kmers(tmp_path: Path) -> None:
+    path = write_efficient_basecallers(tmp_path / "s.pt", (3, 5, 2, 7, 4), hidden=8, features=16, state_len=2)
+    ckpt = load_checkpoint(path)
+    old_w, old_b = ckpt.state["head.weight"], ckpt.state["head.bias"]
+    shorter = from_pretrained(ckpt, TINY.replace(decoder=DecoderConfig(state_len=1)))
+    # state_len 1: output s*4 + j scores the 2-mer (j, s); the 3-mers ending in it are
+    # old outputs ((j << 2) | s) * 4 + x for every oldest base x
+    for j in range(4):
+        for s in range(4):
+            sources = [((j << 2) | s) * 4 + x for x in range(4)]
+            assert torch.equal(shorter.head.weight[s * 4 + j], old_w[sources].mean(dim=0))
+            assert torch.equal(shorter.head.bias[s * 4 + j], old_b[sources].mean(dim=0))
+    # state_len 3: output s*4 + j (4-mer j, s) copies the old 3-mer of its newest bases: s's
+    longer = from_pretrained(ckpt, TINY.replace(decoder=DecoderConfig(state_len=3)))
+    for c in (0, 7, 77, 255):
+        s = c >> 2
+        assert torch.equal(longer.head.weight[c], old_w[(s & 15) * 4 + (s >> 4)])
+    assert crf_head_sources(2, 2) == [[c] for c in range(64)]
+    # everything before the head, masks included, is the checkpoint's
+    assert kept_neurons(shorter.eval()) == (3, 5, 2, 7, 4)
+    same = from_pretrained(ckpt, TINY)
+    with torch.no_grad():
+        assert torch.equal(same.eval()(signal()), from_loaded(ckpt).eval()(signal()))
+        assert torch.equal(shorter.rnns[4].rnn.weight_hh_l0, same.rnns[4].rnn.weight_hh_l0)
+    with pytest.raises(EdgecallError, match="more than the CRF state length"):
+        from_pretrained(ckpt, TINY.replace(encoder=EncoderConfig(conv_channels=(4, 16, 16), layers=(8,) * 4)))

@@ -77,6 +77,26 @@ def test_train_resume_compile_and_run(tmp_path: Path, labelled_reads: tuple[Path
     assert len(parse(called.stdout)) == 3
 
 
+def test_init_from_starts_a_new_run_with_another_state_len(tmp_path: Path) -> None:
+    first = edgecall("train", str(tmp_path / "base"), *TINY, "--steps", "2")
+    assert first.returncode == 0, first.stderr
+    source = checkpoints(tmp_path / "base")[-1][1]
+    out = tmp_path / "sl1"
+    # the sizes come from the checkpoint; only the state length changes
+    tuned = edgecall("train", str(out), *TINY[8:], "--state-len", "1", "--init-from", str(source), "--steps", "2")
+    assert tuned.returncode == 0, tuned.stderr
+    assert f"starting from {source} -> step 2" in tuned.stderr and "state_len 1" in tuned.stderr
+    assert "step 1 loss" in tuned.stderr
+    config = load_checkpoint(checkpoints(out)[-1][1]).config
+    assert (config.encoder.layers, config.decoder.state_len, config.name) == ((8, 8), 1, "sl1")
+    again = edgecall("train", str(out), *TINY[8:], "--init-from", str(source), "--steps", "3")
+    assert again.returncode == 0 and "resuming checkpoint_00000002.pt -> step 3" in again.stderr, again.stderr
+    assert [line for line in again.stderr.splitlines() if "note:" in line] == [
+        "edgecall train: note: steps was 2 in the previous call, now 3"]
+    clash = edgecall("train", str(tmp_path / "clash"), "--hidden", "16", "--init-from", str(source))
+    assert clash.returncode == 1 and "drop --hidden" in clash.stderr and "Traceback" not in clash.stderr
+
+
 def test_expected_failures_are_one_line(tmp_path: Path, labelled_reads: tuple[Path, Path, Path]) -> None:
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "checkpoint_00000001.pt").write_bytes(b"")

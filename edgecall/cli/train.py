@@ -41,6 +41,7 @@ def train_command(
     layers: Optional[int] = typer.Option(None, "--layers", help=f"LSTM layers (default {DEFAULT_LAYERS})."),
     state_len: Optional[int] = typer.Option(None, "--state-len", help=f"CRF state k-mer length (default {DEFAULT_STATE_LEN}: 1024 outputs)."),
     features: Optional[int] = typer.Option(None, "--features", help="Channels of the last convolution (default: --hidden)."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start a new run from this checkpoint's weights and masks (any checkpoint compile reads), at step 0; --state-len may differ (the CRF head is re-derived). A run already in OUT_DIR resumes instead."),
     steps: int = typer.Option(100_000, "--steps", help="Optimiser steps in the whole run (raise it to extend a run)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Chunks per step."),
     chunksize: int = typer.Option(4000, "--chunksize", help="Samples per chunk (a multiple of the stride, 5)."),
@@ -79,12 +80,16 @@ def train_command(
     if found and not resume:
         raise EdgecallError(f"{out_dir}: holds a run (newest {found[-1][1].name}); use --resume or another folder")
     size = {"hidden": hidden, "layers": layers, "state_len": state_len, "features": features}
-    model_config = _model_config(out_dir, config, size, stored=found[-1][1] if found else None)
+    if found or init_from is None:
+        model_config = _model_config(out_dir, config, size, stored=found[-1][1] if found else None)
+    else:
+        model_config = _pretrained_config(out_dir, init_from, config, size)
     options = loop.TrainOptions(
         out_dir=out_dir, steps=steps, batch_size=batch_size, chunksize=chunksize, lr=lr, warmup_steps=warmup_steps,
         lambda_initial=lambda_initial, lambda_target=lambda_target, lambda_step=lambda_step,
         gate_lr_scale=gate_lr_scale, log_every=log_every,
         checkpoint_every=checkpoint_every, validate_every=validate_every, seed=seed, threads=threads,
+        init_from=init_from,
     )
     if bool(real_reads) != bool(real_calls) or not 0.0 <= real_fraction <= 1.0:
         raise EdgecallError("--real-reads and --real-calls go together, and --real-fraction must be in [0, 1]")
@@ -112,7 +117,8 @@ def train_command(
          f"{model_config.encoder.features}, state_len {model_config.decoder.state_len}; simulated from "
          f"{len(records)} reference records ({sum(map(len, records.values())):,} bases) + "
          f"{sim.random_fraction:.0%} random; batch {batch_size} x {chunksize} samples; "
-         + (f"resuming {found[-1][1].name}" if found else "fresh start") + f" -> step {steps}")
+         + (f"resuming {found[-1][1].name}" if found else f"starting from {init_from}" if init_from else "fresh start")
+         + f" -> step {steps}")
     result = loop.train(model_config, options, data, val)
     _say(f"step {result.step}: {result.checkpoint}; package it with: edgecall compile {result.checkpoint}")
 
@@ -137,6 +143,21 @@ def _model_config(out_dir: Path, config: Path | None, size: dict[str, int | None
     )
 
 
+def _pretrained_config(out_dir: Path, init_from: Path, config: Path | None, size: dict[str, int | None]) -> ModelConfig:
+    """The model of ``init_from``, with --state-len if given; other size options would not fit its weights."""
+    from edgecall.model.checkpoint import load_checkpoint
+
+    given = [k for k, v in size.items() if v is not None and k != "state_len"]
+    if config is not None or given:
+        names = (["config"] if config is not None else []) + given
+        raise EdgecallError(
+            f"--init-from takes the model from {init_from}; drop --{', --'.join(n.replace('_', '-') for n in names)}"
+        )
+    base = load_checkpoint(init_from).config
+    state_len = size["state_len"] or base.decoder.state_len
+    return base.replace(name=out_dir.name, decoder=dataclasses.replace(base.decoder, state_len=state_len))
+
+
 def _real_source(config: ModelConfig, chunksize: int, real: RealReads, seed: int) -> Any:
     from edgecall.train.pseudo_labels import PseudoLabelledSource, load_pseudo_labelled
 
@@ -156,7 +177,7 @@ def _record(out_dir: Path, data_options: dict[str, Any], options: Any, stored: P
 
         before = dict(torch.load(stored, map_location="cpu", weights_only=True).get("options", {}))
         before.update(json.loads(path.read_text()) if path.is_file() else {})
-        now = {k: v for k, v in dataclasses.asdict(options).items() if k != "out_dir"}
+        now = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(options).items() if k != "out_dir"}
         for key, value in {**now, **data_options}.items():
             if key in before and before[key] != value:
                 _say(f"note: {key} was {before[key]!r} in the previous call, now {value!r}"

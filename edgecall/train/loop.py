@@ -29,10 +29,11 @@ from edgecall.config import ModelConfig
 from edgecall.costs import lstm_step_flops
 from edgecall.edit_distance import edit_distance
 from edgecall.errors import EdgecallError, exact_div
-from edgecall.model.checkpoint import EDGECALL_FORMAT
+from edgecall.model.checkpoint import EDGECALL_FORMAT, load_checkpoint
 from edgecall.train.crf_loss import crf_loss
 from edgecall.train.masked_model import (
-    MaskedBonitoCRF, delayed_lambda, from_checkpoint_state, kept_neurons, l0_penalty, to_checkpoint_state,
+    MaskedBonitoCRF, delayed_lambda, from_checkpoint_state, from_pretrained, kept_neurons, l0_penalty,
+    to_checkpoint_state,
 )
 
 # signal (N, 1, T) float32, targets (N, S) int64 bases 1..4 (A, C, G, T; 0 pads), target lengths (N,) int64
@@ -68,6 +69,7 @@ class TrainOptions:
     keep_checkpoints: int = 3  # newest checkpoints kept in out_dir
     seed: int = 25  # seeds torch, numpy and random at a fresh start
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    init_from: Path | None = None  # a fresh run starts from this checkpoint's weights (resumes ignore it)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "chunksize", "log_every", "checkpoint_every", "validate_every"):
@@ -245,7 +247,10 @@ def _resume(config: ModelConfig, options: TrainOptions) -> tuple[MaskedBonitoCRF
         torch.manual_seed(options.seed)
         np.random.seed(options.seed)
         random.seed(options.seed)
-        model = MaskedBonitoCRF(config)
+        if options.init_from is not None:
+            model = from_pretrained(load_checkpoint(Path(options.init_from)), config)
+        else:
+            model = MaskedBonitoCRF(config)
         return model, _optimizer(model, options), 0
     path = found[-1][1]
     obj = torch.load(path, map_location="cpu", weights_only=True)

@@ -153,3 +153,46 @@ def from_loaded(ckpt: LoadedCheckpoint) -> MaskedBonitoCRF:
     for i, layer in enumerate(MaskedBonitoCRF(ckpt.config).masked_layers()):
         state[f"rnns.{i}.log_alpha"] = ckpt.log_alpha[i] if ckpt.log_alpha is not None else layer.log_alpha.detach()
     return from_checkpoint_state(ckpt.config, state)
+
+
+def crf_head_sources(old_state_len: int, new_state_len: int) -> list[list[int]]:
+    """For each output of a ``new_state_len`` CRF head, the old head's outputs it stands for.
+
+    Output ``s*4 + j`` scores the (L+1)-mer ``j`` (oldest base) then ``s`` (newest in
+    the low bits). A new output stands for every old one whose newest
+    ``min(L_old, L_new) + 1`` bases agree with its own: a shorter state merges the
+    k-mers that differ only in the bases it forgets, a longer one copies.
+    """
+    def kmer(index: int, state_len: int) -> int:  # output index -> (L+1)-mer, oldest base highest
+        return (index & 3) * 4**state_len + (index >> 2)
+
+    shared = 4 ** (min(old_state_len, new_state_len) + 1)
+    by_suffix: dict[int, list[int]] = {}
+    for old in range(4 ** (old_state_len + 1)):
+        by_suffix.setdefault(kmer(old, old_state_len) % shared, []).append(old)
+    return [by_suffix[kmer(new, new_state_len) % shared] for new in range(4 ** (new_state_len + 1))]
+
+
+def from_pretrained(ckpt: LoadedCheckpoint, config: ModelConfig) -> MaskedBonitoCRF:
+    """A gated model with ``config`` started from ``ckpt``'s weights (Bonito's ``--pretrained``).
+
+    Everything but the CRF state length must match. With another state length the
+    head is re-derived: each new output's weights and bias are the mean of the old
+    outputs it stands for (:func:`crf_head_sources`), so the new head starts from
+    the old one's average score instead of from noise, and fine-tuning recovers
+    in hundreds of steps rather than the thousands a fresh head needs.
+    """
+    old_len, new_len = ckpt.config.decoder.state_len, config.decoder.state_len
+    if ckpt.config.replace(name=config.name, decoder=config.decoder) != config:
+        raise EdgecallError(
+            f"{ckpt.source}: its model differs from this run's in more than the CRF state length; "
+            "start from it without size options (--hidden, --layers, --features, --config)"
+        )
+    model = from_loaded(ckpt)
+    state = dict(to_checkpoint_state(model))
+    if new_len != old_len:
+        rows = crf_head_sources(old_len, new_len)
+        for name in ("head.weight", "head.bias"):
+            old = state[name]
+            state[name] = torch.stack([old[r].mean(dim=0) for r in rows])
+    return from_checkpoint_state(config, state)
