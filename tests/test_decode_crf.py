@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -213,11 +214,14 @@ def test_decode_batch_equals_one_chunk_at_a_time(mode: str) -> None:
     batch = np.stack([crf_scores(rng, 120, 3) for _ in range(5)], axis=1)  # (T, N, C)
     one = beam_search if mode == "beam" else viterbi
     expected = [one(batch[:, n], state_len=3, qscale=0.9, qbias=0.5) for n in range(batch.shape[1])]
+    want = [(c.sequence, c.qstring, c.moves.tobytes()) for c in expected]
     for threads in (1, 3):
         got = decode_batch(batch, mode=mode, threads=threads, state_len=3, qscale=0.9, qbias=0.5)
-        assert [(c.sequence, c.qstring, c.moves.tobytes()) for c in got] == [
-            (c.sequence, c.qstring, c.moves.tobytes()) for c in expected
-        ]
+        assert [(c.sequence, c.qstring, c.moves.tobytes()) for c in got] == want
+    with ThreadPoolExecutor(2) as pool:  # one pool over several batches, as the pipeline decodes
+        for _ in range(2):
+            got = decode_batch(batch, mode=mode, state_len=3, qscale=0.9, qbias=0.5, pool=pool)
+            assert [(c.sequence, c.qstring, c.moves.tobytes()) for c in got] == want
 
 
 @pytest.mark.parametrize("state_len", [1, 3, 4])

@@ -211,6 +211,12 @@ class Basecaller:
             yield batch
 
     def _decode(self, batches: Iterator[_Batch]) -> Iterator[_Batch]:
+        """CRF chunks decode on one pool for the whole run, so its threads keep their buffers."""
+        workers = max(1, self.options.threads or os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgecall-decode") as pool:
+            yield from self._decode_on(pool, batches)
+
+    def _decode_on(self, pool: ThreadPoolExecutor, batches: Iterator[_Batch]) -> Iterator[_Batch]:
         dec = self.config.decoder
         for batch in batches:
             if batch.scores is not None:
@@ -221,7 +227,7 @@ class Basecaller:
                     batch.results = crf.decode_batch(
                         filled, mode=self.options.decode_mode, threads=self.options.threads,
                         state_len=dec.state_len, beam_width=dec.beam_width, beam_cut=dec.beam_cut,
-                        blank_score=dec.blank_score, qscale=dec.qscale, qbias=dec.qbias, cpu_seconds=cpu,
+                        blank_score=dec.blank_score, qscale=dec.qscale, qbias=dec.qbias, cpu_seconds=cpu, pool=pool,
                     )
                     self.times.decode_cpu += sum(cpu)
                 else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
@@ -201,6 +201,7 @@ def decode_batch(
     qscale: float = 1.0,
     qbias: float = 0.0,
     cpu_seconds: list[float] | None = None,
+    pool: Executor | None = None,
 ) -> list[DecodedChunk]:
     """Decode every chunk of ``scores`` (frames, N, 4**(state_len+1)) float32, as the network emits them.
 
@@ -208,7 +209,10 @@ def decode_batch(
     parallel on at most ``threads`` threads (default: all CPUs). Results come in
     chunk order and equal decoding each chunk alone. ``cpu_seconds``, if given,
     gets each chunk's thread CPU time appended (wall time overstates it when
-    decoding shares the cores with inference).
+    decoding shares the cores with inference). A caller decoding many batches
+    should pass one ``pool`` for all of them (``threads`` then does not apply): a
+    thread keeps its scratch buffers, and fresh threads per batch would fault in
+    new ones, which costs more than the scans (``Workspace``).
     """
     if mode not in MODES:
         raise EdgecallError(f"unknown CRF decode mode '{mode}' (known: {', '.join(MODES)})")
@@ -229,11 +233,13 @@ def decode_batch(
         return decoded
 
     count = batch.shape[1]
+    if pool is not None:
+        return list(pool.map(one, range(count)))
     workers = max(1, min(threads or os.cpu_count() or 1, count))
     if workers == 1:
         return [one(n) for n in range(count)]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crf-decode") as pool:
-        return list(pool.map(one, range(count)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crf-decode") as own:
+        return list(own.map(one, range(count)))
 
 
 # phred -> error probability, as dorado's float32 lookup table
