@@ -16,6 +16,7 @@ when stages outnumber cores; CPU time does not).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import resource
 import sys
@@ -80,9 +81,12 @@ def main() -> None:
     parser.add_argument("--device", default="CPU")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--decode", default=None, help="Decode mode (CRF: beam, viterbi; CTC: beam, greedy); default: run's.")
     parser.add_argument("--repeat", type=int, default=1, help="Runs per model; the fastest is reported.")
     args = parser.parse_args()
     options = RunOptions(device=args.device, batch_size=args.batch_size, threads=args.threads)
+    if args.decode:
+        options = dataclasses.replace(options, decode_mode=args.decode)
     reference = args.reference if args.reference and args.reference.is_file() else None
     print(f"# {os.cpu_count()} CPUs; reads: {' '.join(map(str, args.reads))}; device {args.device}")
     header = f"{'model':<22} {'backend':<14} {'batch':>5} {'reads':>5} {'Msamples/s':>10}  " \
