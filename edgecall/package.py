@@ -25,7 +25,7 @@ from edgecall.config import ModelConfig
 from edgecall.errors import EdgecallError
 
 BUNDLED_DIR = Path(__file__).parent / "models"
-DEFAULT_MODEL = "edgecall-r941-v1"
+DEFAULT_MODEL = "edgecall-r941-v2"
 CONFIG_NAME = "config.toml"
 ONNX_NAME = "model.onnx"
 PROVENANCE_NAME = "provenance.json"

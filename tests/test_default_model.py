@@ -18,14 +18,35 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "lambda_10reads.pod5"
 
 
-@pytest.fixture(scope="module")
-def example_calls() -> list:
-    """The README's quick-start command, run as written (default model, default device)."""
+FAST_MODEL = "edgecall-r941-fast-v1"  # the pruned state_len-3 model: keeps up with a MinION on 2 cores
+
+
+def call_example(*options: str) -> list:
     result = subprocess.run(
-        [sys.executable, "-m", "edgecall", "run", str(EXAMPLE)], capture_output=True, text=True, timeout=600, cwd=ROOT,
+        [sys.executable, "-m", "edgecall", "run", *options, str(EXAMPLE)], capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     return parse(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def example_calls() -> list:
+    """The README's quick-start command, run as written (default model, default device)."""
+    return call_example()
+
+
+def median_identity(calls: list, shared_data: Path) -> tuple[int, float]:
+    """(reads mapped, median identity) against the lambda reference, as bench/basecall.py measures."""
+    mappy = pytest.importorskip("mappy")
+    aligner = mappy.Aligner(str(shared_data / "accuracy" / "lambda_r941" / "Lambda_phage.fna"), preset="map-ont")
+    identities = []
+    for record in calls:
+        hits = [h for h in aligner.map(record.sequence) if h.is_primary]
+        if hits:
+            best = max(hits, key=lambda h: h.mlen)
+            identities.append(best.mlen / best.blen)
+    return len(identities), statistics.median(identities)
 
 
 def test_example_reads_are_all_called_by_the_default_model(example_calls: list) -> None:
@@ -37,25 +58,28 @@ def test_example_reads_are_all_called_by_the_default_model(example_calls: list) 
 
 
 def test_default_model_is_accurate_on_the_example_reads(example_calls: list, shared_data: Path) -> None:
-    mappy = pytest.importorskip("mappy")
-    aligner = mappy.Aligner(str(shared_data / "accuracy" / "lambda_r941" / "Lambda_phage.fna"), preset="map-ont")
-    identities = []
-    for record in example_calls:
-        hits = [h for h in aligner.map(record.sequence) if h.is_primary]
-        if hits:
-            best = max(hits, key=lambda h: h.mlen)
-            identities.append(best.mlen / best.blen)
-    assert len(identities) >= 9
-    assert statistics.median(identities) >= 0.86  # the model card reports the figure on all 50 dev reads
+    mapped, identity = median_identity(example_calls, shared_data)
+    assert mapped >= 9 and identity >= 0.86  # the model card reports the figure on all 50 dev reads
 
 
-def test_default_model_is_a_trained_crf_package_with_a_card() -> None:
-    package = load_package(DEFAULT_MODEL)
+def test_fast_model_calls_the_example_reads(shared_data: Path) -> None:
+    calls = call_example("--model", FAST_MODEL)
+    assert len(calls) == 10 and all(r.tags["RG"].endswith(f"_{FAST_MODEL}") for r in calls)
+    mapped, identity = median_identity(calls, shared_data)
+    assert mapped >= 9 and identity >= 0.85
+
+
+@pytest.mark.parametrize("name", [DEFAULT_MODEL, FAST_MODEL])
+def test_bundled_models_are_sparse_trained_crf_packages_with_a_card(name: str) -> None:
+    package = load_package(name)
     config = package.config
-    assert config.decoder.kind == "crf" and config.name == DEFAULT_MODEL
+    assert config.decoder.kind == "crf" and config.name == name
     provenance = json.loads((package.path / "provenance.json").read_text())
     assert provenance["source_kind"] == "edgecall"  # made by `edgecall train`, compiled by `edgecall compile`
     assert provenance["lstm_flops_per_sample_after"] * 5 <= 2_359_296  # <= 1/5 of the dense HAC LSTMs (384 x 5)
+    # sparse: neuron selection switched neurons off in every layer and compile removed them
+    kept, original = provenance["neurons_kept"], provenance["neurons_original"]
+    assert list(config.encoder.layers) == kept and all(k < o for k, o in zip(kept, original))
     card = (package.path / "MODEL_CARD.md").read_text()
-    for needed in ("median identity", "edgecall train", "edgecall compile", "Lambda_phage.fna", "FLOPs"):
+    for needed in ("median identity", "edgecall train", "edgecall compile", "Lambda_phage.fna", "FLOPs", name):
         assert needed in card
