@@ -177,7 +177,9 @@ def _record(out_dir: Path, data_options: dict[str, Any], options: Any, stored: P
 
         before = dict(torch.load(stored, map_location="cpu", weights_only=True).get("options", {}))
         before.update(json.loads(path.read_text()) if path.is_file() else {})
-        now = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(options).items() if k != "out_dir"}
+        from edgecall.train.loop import options_dict
+
+        now = {k: v for k, v in options_dict(options).items() if k != "out_dir"}
         for key, value in {**now, **data_options}.items():
             if key in before and before[key] != value:
                 _say(f"note: {key} was {before[key]!r} in the previous call, now {value!r}"

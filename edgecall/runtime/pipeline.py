@@ -127,6 +127,10 @@ class Basecaller:
     def close(self) -> None:
         self.backend.close()
 
+    def _workers(self) -> int:
+        """Threads of each decoding pool: --threads, else every CPU."""
+        return max(1, self.options.threads or os.cpu_count() or 1)
+
     # ---- stages ---------------------------------------------------------------
 
     def _reads(self, inputs: Iterable[Path]) -> Iterator[Read | ReadFailure]:
@@ -212,8 +216,7 @@ class Basecaller:
 
     def _decode(self, batches: Iterator[_Batch]) -> Iterator[_Batch]:
         """CRF chunks decode on one pool for the whole run, so its threads keep their buffers."""
-        workers = max(1, self.options.threads or os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgecall-decode") as pool:
+        with ThreadPoolExecutor(max_workers=self._workers(), thread_name_prefix="edgecall-decode") as pool:
             yield from self._decode_on(pool, batches)
 
     def _decode_on(self, pool: ThreadPoolExecutor, batches: Iterator[_Batch]) -> Iterator[_Batch]:
@@ -225,9 +228,9 @@ class Basecaller:
                 if dec.kind == "crf":
                     cpu: list[float] = []
                     batch.results = crf.decode_batch(
-                        filled, mode=self.options.decode_mode, threads=self.options.threads,
-                        state_len=dec.state_len, beam_width=dec.beam_width, beam_cut=dec.beam_cut,
-                        blank_score=dec.blank_score, qscale=dec.qscale, qbias=dec.qbias, cpu_seconds=cpu, pool=pool,
+                        filled, mode=self.options.decode_mode, state_len=dec.state_len, beam_width=dec.beam_width,
+                        beam_cut=dec.beam_cut, blank_score=dec.blank_score, qscale=dec.qscale, qbias=dec.qbias,
+                        cpu_seconds=cpu, pool=pool,
                     )
                     self.times.decode_cpu += sum(cpu)
                 else:
@@ -245,7 +248,7 @@ class Basecaller:
         """
         pending: deque[_Job | ReadFailure] = deque()
         finishing: deque[Future[CalledRead] | ReadFailure] = deque()
-        workers = max(1, self.options.threads or os.cpu_count() or 1)
+        workers = self._workers()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgecall-finish") as pool:
             for batch in batches:
                 pending.extend(batch.started)

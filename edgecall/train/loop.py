@@ -120,7 +120,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(int(w) for w in p["words"]), p["gauss"]))
 
 
-def _options_dict(options: TrainOptions) -> dict[str, Any]:
+def options_dict(options: TrainOptions) -> dict[str, Any]:
+    """The options as a checkpoint stores them (paths as strings)."""
     return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(options).items()}
 
 
@@ -135,7 +136,7 @@ def save_checkpoint(path: Path, config: ModelConfig, options: TrainOptions, mode
         "schedule": {"kind": "linear-warmup-cosine", "step": step},
         "step": step,
         "rng": _rng_state(),
-        "options": _options_dict(options),
+        "options": options_dict(options),
     }
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as fh:

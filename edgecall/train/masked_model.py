@@ -149,10 +149,15 @@ def from_checkpoint_state(config: ModelConfig, state: dict[str, Tensor]) -> Mask
 
 def from_loaded(ckpt: LoadedCheckpoint) -> MaskedBonitoCRF:
     """Start from any checkpoint edgecall reads; a dense one gets fresh gates (all on)."""
+    return from_checkpoint_state(ckpt.config, _gated_state(ckpt))
+
+
+def _gated_state(ckpt: LoadedCheckpoint) -> dict[str, Tensor]:
+    """``ckpt``'s weights plus a ``log_alpha`` per layer: its own masks, else fresh gates."""
     state = dict(ckpt.state)
     for i, layer in enumerate(MaskedBonitoCRF(ckpt.config).masked_layers()):
         state[f"rnns.{i}.log_alpha"] = ckpt.log_alpha[i] if ckpt.log_alpha is not None else layer.log_alpha.detach()
-    return from_checkpoint_state(ckpt.config, state)
+    return state
 
 
 def crf_head_sources(old_state_len: int, new_state_len: int) -> list[list[int]]:
@@ -179,8 +184,8 @@ def from_pretrained(ckpt: LoadedCheckpoint, config: ModelConfig) -> MaskedBonito
     Everything but the CRF state length must match. With another state length the
     head is re-derived: each new output's weights and bias are the mean of the old
     outputs it stands for (:func:`crf_head_sources`), so the new head starts from
-    the old one's average score instead of from noise, and fine-tuning recovers
-    in hundreds of steps rather than the thousands a fresh head needs.
+    the old one's average score instead of from noise (sparse-sl3, state_len 4 -> 3,
+    was at 0.846 lambda identity after 200 steps; its source at 0.875).
     """
     old_len, new_len = ckpt.config.decoder.state_len, config.decoder.state_len
     if ckpt.config.replace(name=config.name, decoder=config.decoder) != config:
@@ -188,8 +193,7 @@ def from_pretrained(ckpt: LoadedCheckpoint, config: ModelConfig) -> MaskedBonito
             f"{ckpt.source}: its model differs from this run's in more than the CRF state length; "
             "start from it without size options (--hidden, --layers, --features, --config)"
         )
-    model = from_loaded(ckpt)
-    state = dict(to_checkpoint_state(model))
+    state = _gated_state(ckpt)
     if new_len != old_len:
         rows = crf_head_sources(old_len, new_len)
         for name in ("head.weight", "head.bias"):
