@@ -74,7 +74,7 @@ def main() -> None:
     assert "openvino" not in sys.modules
     frames, count, width = scores.shape
     blank, space = dec.blank_score, Workspace()
-    weights, stay, shift = np.empty((frames, width), np.float32), np.empty(frames), np.empty(frames)
+    weights, stay, shift = np.empty((frames, width), np.float32), np.empty(frames, np.float32), np.empty(frames)
     steps = {
         "exponentials": lambda n: _weights(scores, n, blank, weights, stay, shift),
         "forward/backward, reused buffers": lambda n: guides(scores, n, blank, space),

@@ -38,13 +38,19 @@ _ZERO = _F(0.0)
 _LOG_FLOOR = 1e-30  # beta floor before the log: unreachable states sit 69 nats down, not at -inf
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _exp_row(x: np.ndarray, shift: np.float32, out: np.ndarray, bits: np.ndarray) -> int:
+# FMA contraction throughout; the scans also let LLVM reorder their sums so the
+# per-frame reductions vectorise. Neither flag assumes away NaN or infinity.
+_EXACT = {"contract"}
+_REORDER = {"contract", "reassoc", "nsz", "arcp"}
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_EXACT)
+def _exp_row(x: np.ndarray, shift: np.float32, out: np.ndarray) -> int:
     """out[:] = exp(x - shift) in float32 (about 1 ulp), written so LLVM vectorises it.
 
-    libm's expf is scalar and was half the decoder's time. ``bits`` is (len(x),)
-    int32 scratch for the 2**k factor. Returns how many x exceed shift + 80, where
-    the result would overflow: the caller then retries with a larger shift.
+    libm's expf is scalar and was half the decoder's time. Returns how many x
+    exceed shift + 80, where the result would overflow: the caller then retries
+    with a larger shift.
     """
     over = 0
     for c in range(x.shape[0]):
@@ -53,31 +59,26 @@ def _exp_row(x: np.ndarray, shift: np.float32, out: np.ndarray, bits: np.ndarray
         k = np.floor(v * _LOG2E + _HALF)
         r = v - k * _LN2_HI - k * _LN2_LO
         p = ((((_E0 * r + _E1) * r + _E2) * r + _E3) * r + _E4) * r + _E5
-        out[c] = (p * r * r + r + _ONE) if d > _EXP_FLOOR else _ZERO
-        bits[c] = (np.int32(k) + 127) << 23
+        two_k = np.int32((np.int32(k) + 127) << 23).view(np.float32)
+        out[c] = (p * r * r + r + _ONE) * two_k if d > _EXP_FLOOR else _ZERO
         over += d > _EXP_CEIL
-    scale = bits.view(np.float32)
-    for c in range(x.shape[0]):
-        out[c] *= scale[c]
     return over
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _log_row(x: np.ndarray, offset: float, out: np.ndarray, xf: np.ndarray, mant: np.ndarray) -> None:
-    """out[:] = float32(log(max(x, 1e-30)) + offset) for (S,) float64 ``x``, vectorised.
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_EXACT)
+def _log_row(x: np.ndarray, offset: float, out: np.ndarray, mant: np.ndarray) -> None:
+    """out[:] = float32(log(max(x, 1e-30)) + offset) for (S,) float32 ``x``, vectorised.
 
-    ``xf`` (S,) float32 and ``mant`` (S,) int32 are scratch. The log's own error
-    (about 1 ulp) is far below the float32 rounding of the large offset.
+    ``mant`` (S,) int32 is scratch. The log's own error (about 1 ulp) is far below
+    the float32 rounding of the large offset.
     """
+    floor = _F(_LOG_FLOOR)
     for s in range(x.shape[0]):
-        xf[s] = _F(max(x[s], _LOG_FLOOR))
-    xi = xf.view(np.int32)
+        mant[s] = np.float32(max(x[s], floor)).view(np.int32)
     for s in range(x.shape[0]):
-        mant[s] = (xi[s] & 0x007FFFFF) | 0x3F000000  # mantissa as a float in [0.5, 1)
-    m_f = mant.view(np.float32)
-    for s in range(x.shape[0]):
-        e = _F(((xi[s] >> 23) & 0xFF) - 126)
-        m = m_f[s]
+        xi = mant[s]
+        e = _F(((xi >> 23) & 0xFF) - 126)
+        m = np.int32((xi & 0x007FFFFF) | 0x3F000000).view(np.float32)  # mantissa in [0.5, 1)
         small = m < _SQRT_HALF
         e = e - _ONE if small else e
         m = (m + m - _ONE) if small else (m - _ONE)
@@ -87,23 +88,30 @@ def _log_row(x: np.ndarray, offset: float, out: np.ndarray, xf: np.ndarray, mant
         out[s] = _F(np.float64(m + y + _LN2_HI * e) + offset)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_EXACT)
 def _weights(scores: np.ndarray, n: int, blank: float, weights: np.ndarray, stay: np.ndarray, shift: np.ndarray) -> None:
-    """exp(scores - shift) per frame, the shift chosen so nothing overflows.
+    """exp(scores - shift) per frame, the shift chosen so nothing overflows, stored in scan order.
 
     The shift is ``blank`` (so the stay weighs 1) unless a score sits more than 80
     above it; then it is the frame's best score. Fills ``weights`` (T, C) float32,
-    ``stay`` (T,) float64 = exp(blank - shift) and ``shift`` (T,) float64.
+    ``stay`` (T,) float32 = exp(blank - shift) and ``shift`` (T,) float64.
+    Scan order: score ``16q + k`` of a frame goes to ``k * C/16 + q``, so both scans
+    read the 16 weights of a state group as contiguous runs over q and vectorise.
     """
     frames, _, width = scores.shape
-    bits = np.empty(width, np.int32)
+    msb = width // 16
+    row_exp = np.empty(width, np.float32)
     for t in range(frames):
         row = scores[t, n]
         m = _F(blank)
-        if _exp_row(row, m, weights[t], bits):
+        if _exp_row(row, m, row_exp):
             for c in range(width):
                 m = max(m, row[c])
-            _exp_row(row, m, weights[t], bits)
+            _exp_row(row, m, row_exp)
+        out = weights[t]
+        for k in range(16):
+            for q in range(msb):
+                out[k * msb + q] = row_exp[16 * q + k]
         shift[t] = m
         stay[t] = np.exp(blank - np.float64(m))
 
@@ -159,74 +167,74 @@ def guides(
     bwd, post = space.take("bwd", rows, np.float32), space.take("post", rows, np.float32)
     _scan(
         scores, n, blank, space.take("weights", (frames, width), np.float32),
-        space.take("stay", (frames,), np.float64), space.take("shift", (frames,), np.float64),
-        space.take("beta", rows, np.float64), bwd, post,
+        space.take("stay", (frames,), np.float32), space.take("shift", (frames,), np.float64),
+        space.take("beta", rows, np.float32), bwd, post,
     )
     return bwd, post
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_REORDER)
 def _scan(
     scores: np.ndarray, n: int, blank: float, w: np.ndarray, stay: np.ndarray, shift: np.ndarray,
     beta: np.ndarray, bwd: np.ndarray, post: np.ndarray,
 ) -> None:
-    """The scans behind :func:`guides`; the other arrays are its scratch and outputs."""
+    """The scans behind :func:`guides`; the other arrays are its scratch and outputs.
+
+    Each frame's vector is rescaled to sum 1, so float32 keeps its relative
+    precision over any chunk length; what was divided out is summed in float64.
+    """
     frames = scores.shape[0]
     num_states = scores.shape[2] // 4
     msb = num_states // 4
     _weights(scores, n, blank, w, stay, shift)
 
-    # Backward: beta[t] rescaled to max 1; log_scale holds what was divided out.
-    # States top*msb + q share successors q*4 + b; their weights are w[t, q*16 : q*16+16].
-    beta[frames, :] = 1.0
+    # Backward: state top*msb + q steps to q*4 + b, weight w[t, (4b + top)*msb + q].
+    beta[frames, :] = _ONE / num_states
     bwd[frames, :] = 0.0
-    log_scale = 0.0
-    xf = np.empty(num_states, np.float32)
+    log_scale = np.log(np.float64(num_states))
     mant = np.empty(num_states, np.int32)
     for t in range(frames - 1, -1, -1):
         nxt, cur, wt, st = beta[t + 1], beta[t], w[t], stay[t]
-        for q in range(msb):
-            b0, b1, b2, b3 = nxt[q * 4], nxt[q * 4 + 1], nxt[q * 4 + 2], nxt[q * 4 + 3]
-            o = q * 16
-            for top in range(4):
-                s = top * msb + q
-                cur[s] = (
-                    st * nxt[s] + b0 * wt[o + top] + b1 * wt[o + 4 + top] + b2 * wt[o + 8 + top] + b3 * wt[o + 12 + top]
+        for top in range(4):
+            for q in range(msb):
+                cur[top * msb + q] = (
+                    st * nxt[top * msb + q] + nxt[q * 4] * wt[top * msb + q] + nxt[q * 4 + 1] * wt[(4 + top) * msb + q]
+                    + nxt[q * 4 + 2] * wt[(8 + top) * msb + q] + nxt[q * 4 + 3] * wt[(12 + top) * msb + q]
                 )
-        top_max = 0.0
+        total = _ZERO
         for s in range(num_states):
-            top_max = max(top_max, cur[s])
-        inv = 1.0 / top_max
+            total += cur[s]
+        inv = _ONE / total
         for s in range(num_states):
             cur[s] *= inv
-        log_scale += shift[t] + np.log(top_max)
-        _log_row(cur, log_scale, bwd[t], xf, mant)
+        log_scale += shift[t] + np.log(np.float64(total))
+        _log_row(cur, log_scale, bwd[t], mant)
 
     # Forward, with each boundary's posterior as soon as alpha is known there.
-    # States q*4 + b share predecessors q + j*msb; their weights are w[t, q*16 : q*16+16].
-    alpha = np.ones(num_states, np.float64)
-    nxt_alpha = np.empty(num_states, np.float64)
+    # State q*4 + b comes from q + j*msb, weight w[t, (4b + j)*msb + q].
+    alpha = np.ones(num_states, np.float32)
+    nxt_alpha = np.empty(num_states, np.float32)
     for t in range(frames + 1):
-        total = 0.0
+        here = beta[t]
+        total = _ZERO
         for s in range(num_states):
-            total += alpha[s] * beta[t, s]
-        inv = 1.0 / total
+            total += alpha[s] * here[s]
+        inv = _ONE / total
         for s in range(num_states):
-            post[t, s] = alpha[s] * beta[t, s] * inv
+            post[t, s] = alpha[s] * here[s] * inv
         if t == frames:
             break
         wt, st = w[t], stay[t]
         for q in range(msb):
             a0, a1, a2, a3 = alpha[q], alpha[q + msb], alpha[q + 2 * msb], alpha[q + 3 * msb]
             for b in range(4):
-                s = q * 4 + b
-                o = s * 4
-                nxt_alpha[s] = (
-                    st * alpha[s] + a0 * wt[o] + a1 * wt[o + 1] + a2 * wt[o + 2] + a3 * wt[o + 3]
+                o = 4 * b * msb + q
+                nxt_alpha[q * 4 + b] = (
+                    st * alpha[q * 4 + b] + a0 * wt[o] + a1 * wt[o + msb] + a2 * wt[o + 2 * msb] + a3 * wt[o + 3 * msb]
                 )
-        top_max = 0.0
+        total = _ZERO
         for s in range(num_states):
-            top_max = max(top_max, nxt_alpha[s])
-        inv = 1.0 / top_max
+            total += nxt_alpha[s]
+        inv = _ONE / total
         for s in range(num_states):
             alpha[s] = nxt_alpha[s] * inv
