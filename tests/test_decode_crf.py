@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edgecall.errors import EdgecallError
+from edgecall.runtime.backends import chunk_major
 from edgecall.runtime.decode.crf import beam_search, decode_batch, mean_qscore, viterbi
 from edgecall.runtime.decode.crf_posteriors import guides
 from edgecall.runtime.decode.crf_search import beam_path, viterbi_path
@@ -222,6 +223,17 @@ def test_decode_batch_equals_one_chunk_at_a_time(mode: str) -> None:
         for _ in range(2):
             got = decode_batch(batch, mode=mode, state_len=3, qscale=0.9, qbias=0.5, pool=pool)
             assert [(c.sequence, c.qstring, c.moves.tobytes()) for c in got] == want
+    # the OpenVINO backend's chunk-major copy, whole and sliced as the pipeline slices a part-filled batch
+    for layout, first in ((chunk_major(batch), 0), (chunk_major(batch)[:, :3], 0), (batch[:, 1:4], 1)):
+        got = decode_batch(layout, mode=mode, state_len=3, qscale=0.9, qbias=0.5)
+        assert [(c.sequence, c.qstring, c.moves.tobytes()) for c in got] == want[first : first + layout.shape[1]]
+
+
+def test_chunk_major_keeps_values_and_lays_chunks_out_whole() -> None:
+    batch = crf_scores(np.random.default_rng(2), 6 * 4, 1).reshape(6, 4, 16)
+    major = chunk_major(batch)
+    assert major.shape == batch.shape and np.array_equal(major, batch)
+    assert all(major[:, n].flags.c_contiguous for n in range(4))
 
 
 @pytest.mark.parametrize("state_len", [1, 3, 4])

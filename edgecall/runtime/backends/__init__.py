@@ -2,7 +2,8 @@
 
 ``scores = backend(batch)``: batch (N, 1, T) float32 normalised signal with
 N == backend.batch_size and T == backend.chunksize; scores (T/stride, N, C)
-float32. All session setup (threads, static shapes, precision) happens once in
+float32, any strides: a backend that copies its output anyway may lay it out
+chunk by chunk (see :func:`chunk_major`). All session setup (threads, static shapes, precision) happens once in
 :func:`open_backend`.
 """
 
@@ -24,6 +25,17 @@ def sequential_stream(backend: "Backend", items: Iterable[T], data_of: Callable[
     """One batch at a time: the stream of backends without asynchronous requests."""
     for item in items:
         yield item, backend(data_of(item))
+
+
+def chunk_major(scores: np.ndarray) -> np.ndarray:
+    """A copy of (T, N, C) ``scores`` with each chunk's (T, C) block contiguous, still indexed (T, N, C).
+
+    The decoder walks one chunk frame by frame; in the network's own layout its
+    rows sit N*C apart, a stride that maps them all onto the same few cache sets.
+    """
+    out = np.empty((scores.shape[1], scores.shape[0], scores.shape[2]), np.float32)
+    out[...] = scores.transpose(1, 0, 2)
+    return out.transpose(1, 0, 2)
 
 
 class Backend(Protocol):

@@ -8,6 +8,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import numpy as np
 
 from edgecall.errors import EdgecallError
+from edgecall.runtime.backends import chunk_major
 from edgecall.package import ModelPackage
 
 
@@ -53,7 +54,7 @@ class OpenVinoBackend:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         self._request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
-        return self._request.get_output_tensor(0).data.copy()
+        return chunk_major(self._request.get_output_tensor(0).data)
 
     def stream(self, items: Iterable[T], data_of: Callable[[T], np.ndarray]) -> Iterator[tuple[T, np.ndarray]]:
         """Infer many batches with several requests in flight (OpenVINO's throughput streams),
@@ -74,7 +75,7 @@ class OpenVinoBackend:
     def _finish(inflight: deque, free: deque) -> tuple:
         request, item = inflight.popleft()
         request.wait()
-        scores = request.get_output_tensor(0).data.copy()
+        scores = chunk_major(request.get_output_tensor(0).data)
         free.append(request)
         return item, scores
 
