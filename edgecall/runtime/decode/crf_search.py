@@ -20,7 +20,7 @@ _HALF = np.float32(0.5)
 _FOLD_LIMIT = np.float32(17.0)  # log_sum_exp ignores the smaller term beyond this gap
 _CRC_SEED = 0x12345678
 _CRC_POLY = 0x82F63B78  # CRC32C, reversed polynomial
-_HASH_BITS = 4096  # size of the "any step has this hash" filter
+_HASH_BITS = 4096  # buckets for finding the steps a stay may fold into
 _MAX_GUESSES = 10  # binary-search steps for the beam cut-off
 
 
@@ -88,7 +88,11 @@ def beam_path(
     cur_prev = np.zeros(candidates, np.int32)
     cur_stay = np.zeros(candidates, np.bool_)
     cur_scores = np.zeros(candidates, np.float32)
-    hash_present = np.zeros(_HASH_BITS, np.bool_)
+    # Steps by hash bucket, so a stay finds the steps that may spell its sequence without
+    # comparing against every step: the newest step per bucket, and the one before it.
+    bucket_last = np.full(_HASH_BITS, -1, np.int32)
+    bucket_prev = np.empty(candidates, np.int32)
+    matches = np.empty(width, np.int32)
 
     # Seed the beam with the states whose look-ahead makes the top `width`, in state order.
     threshold = _LOWEST
@@ -117,7 +121,9 @@ def beam_path(
                 new_state = shifted | base
                 score = prev_scores[p] + scores[t, n, new_state * 4 + action] + bwd[t + 1, new_state]
                 h = _crc32c(prev_hash[p], base, 2)
-                hash_present[h & (_HASH_BITS - 1)] = True
+                bucket = h & (_HASH_BITS - 1)
+                bucket_prev[count] = bucket_last[bucket]
+                bucket_last[bucket] = count
                 cur_hash[count] = h
                 cur_state[count] = new_state
                 cur_prev[count] = p
@@ -137,23 +143,29 @@ def beam_path(
             cur_scores[stay_idx] = score
             if score > max_score:
                 max_score = score
-            if hash_present[prev_hash[p] & (_HASH_BITS - 1)]:
-                last_base = prev_state[p] & 3
-                for q in range(beam):
-                    step_idx = q * 4 + last_base
-                    if cur_hash[stay_idx] == cur_hash[step_idx]:
-                        folded = _log_sum_exp(cur_scores[stay_idx], cur_scores[step_idx])
-                        if cur_scores[stay_idx] > cur_scores[step_idx]:
-                            cur_scores[stay_idx] = folded
-                            cur_scores[step_idx] = _LOWEST
-                        else:
-                            cur_scores[step_idx] = folded
-                            cur_scores[stay_idx] = _LOWEST
-                        if folded > max_score:
-                            max_score = folded
+            # Steps with this stay's base and hash, newest first; folded oldest first (dorado's order).
+            last_base = prev_state[p] & 3
+            found = 0
+            i = bucket_last[prev_hash[p] & (_HASH_BITS - 1)]
+            while i >= 0:
+                if (i & 3) == last_base and cur_hash[i] == prev_hash[p]:
+                    matches[found] = i
+                    found += 1
+                i = bucket_prev[i]
+            for k in range(found - 1, -1, -1):
+                step_idx = matches[k]
+                folded = _log_sum_exp(cur_scores[stay_idx], cur_scores[step_idx])
+                if cur_scores[stay_idx] > cur_scores[step_idx]:
+                    cur_scores[stay_idx] = folded
+                    cur_scores[step_idx] = _LOWEST
+                else:
+                    cur_scores[step_idx] = folded
+                    cur_scores[stay_idx] = _LOWEST
+                if folded > max_score:
+                    max_score = folded
             count += 1
         for i in range(beam * 4):
-            hash_present[cur_hash[i] & (_HASH_BITS - 1)] = False
+            bucket_last[cur_hash[i] & (_HASH_BITS - 1)] = -1
 
         # Cut-off: beam_cut below the best, raised by binary search while too many pass.
         cutoff = max_score - log_cut
