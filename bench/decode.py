@@ -5,7 +5,9 @@ prepared as the runtime prepares them. Then each decoding step is timed alone
 on the same chunks, in this (single) thread: the exponentials, the whole
 forward/backward scans with per-thread reused buffers and with fresh buffers
 per chunk (what the decoder did before), the beam search at two widths,
-Viterbi; finally the decoder end to end. Best of ``--rounds`` passes over the
+Viterbi; finally the decoder end to end, on the scores laid out chunk by chunk
+(as the OpenVINO backend hands them over) and in the network's own (T, N, C)
+layout, where a chunk's rows sit N*C apart. Best of ``--rounds`` passes over the
 chunks. The scores come from a child process, so this one never loads OpenVINO,
 which changes malloc's behaviour for the whole process (it raises glibc's mmap
 threshold, hiding the cost of fresh buffers).
@@ -31,6 +33,7 @@ from throughput import SHARED, build_package, save_chunks  # noqa: E402
 
 from edgecall.export.quantize import ir_scores  # noqa: E402
 from edgecall.package import load_package  # noqa: E402
+from edgecall.runtime.backends import chunk_major  # noqa: E402
 from edgecall.runtime.decode import crf  # noqa: E402
 from edgecall.runtime.decode.crf_posteriors import Workspace, _weights, guides  # noqa: E402
 from edgecall.runtime.decode.crf_search import beam_path, viterbi_path  # noqa: E402
@@ -70,30 +73,33 @@ def main() -> None:
         out = Path(tmp) / "scores.npy"
         subprocess.run([sys.executable, __file__, "--model", str(package.path), "--chunks", str(args.chunks),
                         "--write-scores", str(out), "--reads", *map(str, args.reads)], check=True)
-        scores = np.load(out)
+        network = np.load(out)  # (T, N, C), as the network emits them
     assert "openvino" not in sys.modules
+    scores = chunk_major(network)  # as the OpenVINO backend hands them to the decoder
     frames, count, width = scores.shape
     blank, space = dec.blank_score, Workspace()
+
+    def chunk(n: int) -> np.ndarray:
+        return scores[:, n : n + 1]
+
     weights, stay, shift = np.empty((frames, width), np.float32), np.empty(frames, np.float32), np.empty(frames)
     steps = {
-        "exponentials": lambda n: _weights(scores, n, blank, weights, stay, shift),
-        "forward/backward, reused buffers": lambda n: guides(scores, n, blank, space),
-        "forward/backward, fresh buffers": lambda n: guides(scores, n, blank),
+        "exponentials": lambda n: _weights(chunk(n), 0, blank, weights, stay, shift),
+        "forward/backward, reused buffers": lambda n: guides(chunk(n), 0, blank, space),
+        "forward/backward, fresh buffers": lambda n: guides(chunk(n), 0, blank),
     }
-    look_ahead = [guides(scores, n, blank)[0].copy() for n in range(count)]
+    look_ahead = [guides(chunk(n), 0, blank)[0].copy() for n in range(count)]
     for width_ in sorted({dec.beam_width, 32}):
-        steps[f"beam search, width {width_}"] = lambda n, w=width_: beam_path(scores, n, look_ahead[n], w, dec.beam_cut, blank)
-    steps["viterbi"] = lambda n: viterbi_path(scores, n, blank)
-    kwargs = dict(state_len=dec.state_len, beam_width=dec.beam_width, beam_cut=dec.beam_cut, blank_score=blank,
-                  qscale=dec.qscale, qbias=dec.qbias, threads=1)
-    whole = {mode: lambda n, m=mode: crf.decode_batch(scores[:, n : n + 1], mode=m, **kwargs) for mode in crf.MODES}
+        steps[f"beam search, width {width_}"] = lambda n, w=width_: beam_path(chunk(n), 0, look_ahead[n], w, dec.beam_cut, blank)
+    steps["viterbi"] = lambda n: viterbi_path(chunk(n), 0, blank)
+    search = (dec.beam_width, dec.beam_cut, blank, dec.qscale, dec.qbias)
+    for mode in crf.MODES:
+        label = f"whole decode, {mode}" + f" (width {dec.beam_width})" * (mode == "beam")
+        for layout, name in ((scores, "chunk by chunk"), (network, "network's (T, N, C)")):
+            steps[f"{label}, {name}"] = lambda n, a=layout, b=mode == "beam": crf._decode_chunk(*crf._one_chunk(a, n), b, *search)
     print(f"# {package.config.name}: {count} chunks of {frames} frames x {width} scores; one thread; best of {args.rounds}")
     for name, step in steps.items():
-        print(f"{name:<36} {best_ms(step, count, args.rounds):7.3f} ms/chunk")
-    for mode, step in whole.items():
-        print(f"{'whole decode, ' + mode + f' (width {dec.beam_width})' * (mode == 'beam'):<36} "
-              f"{best_ms(step, count, args.rounds):7.3f} ms/chunk")
-
+        print(f"{name:<52} {best_ms(step, count, args.rounds):7.3f} ms/chunk")
 
 if __name__ == "__main__":
     main()
