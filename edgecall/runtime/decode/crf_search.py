@@ -6,7 +6,7 @@ of its state. The beam search follows dorado ``beam_search.cpp`` and openfish
 ``beam_search.c`` rule for rule, in float32: same candidate order, CRC32C
 sequence hashes, stay/step folding, beam cut and binary-searched cut-off, and
 traceback. Given the same look-ahead it makes their choices; ours comes from
-``crf_posteriors``, which is more exact than their float32 log-space scans, so
+``crf_posteriors``'s linear-space scans, not their float32 log-space ones, so
 near-ties can still fall the other way.
 """
 
