@@ -3,8 +3,8 @@
 ``scores = backend(batch)``: batch (N, 1, T) float32 normalised signal with
 N == backend.batch_size and T == backend.chunksize; scores (T/stride, N, C)
 float32, any strides: a backend that copies its output anyway may lay it out
-chunk by chunk (see :func:`chunk_major`). All session setup (threads, static shapes, precision) happens once in
-:func:`open_backend`.
+chunk by chunk (see :func:`chunk_major`). All session setup (threads, static
+shapes, precision) happens once in :func:`open_backend`.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import numpy as np
 
 from edgecall.errors import EdgecallError
-from edgecall.runtime.backends import chunk_major
 from edgecall.package import ModelPackage
+from edgecall.runtime.backends import chunk_major
 
 
 T = TypeVar("T")
