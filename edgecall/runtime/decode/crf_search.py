@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from edgecall.runtime.decode.prefetch import prefetch_row
+
 _LOWEST = np.float32(np.finfo(np.float32).min)  # C++ numeric_limits<float>::lowest()
 _HALF = np.float32(0.5)
 _FOLD_LIMIT = np.float32(17.0)  # log_sum_exp ignores the smaller term beyond this gap
@@ -22,6 +24,7 @@ _CRC_SEED = 0x12345678
 _CRC_POLY = 0x82F63B78  # CRC32C, reversed polynomial
 _HASH_BITS = 4096  # buckets for finding the steps a stay may fold into
 _MAX_GUESSES = 10  # binary-search steps for the beam cut-off
+_AHEAD = 2  # frames ahead whose score and look-ahead rows are prefetched
 
 
 @njit(cache=True, nogil=True)
@@ -113,6 +116,9 @@ def beam_path(
     for t in range(frames):
         max_score = _LOWEST
         count = 0
+        if t + _AHEAD < frames:  # the candidates' score loads are scattered: fetch them early
+            prefetch_row(scores[t + _AHEAD, n])
+            prefetch_row(bwd[t + 1 + _AHEAD])
         # Steps: candidate prev*4 + base.
         for p in range(beam):
             shifted = (prev_state[p] << 2) & mask
