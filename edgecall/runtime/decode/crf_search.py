@@ -13,9 +13,10 @@ near-ties can still fall the other way.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
-
-from edgecall.runtime.decode.prefetch import prefetch_row
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 _LOWEST = np.float32(np.finfo(np.float32).min)  # C++ numeric_limits<float>::lowest()
 _HALF = np.float32(0.5)
@@ -25,6 +26,37 @@ _CRC_POLY = 0x82F63B78  # CRC32C, reversed polynomial
 _HASH_BITS = 4096  # buckets for finding the steps a stay may fold into
 _MAX_GUESSES = 10  # binary-search steps for the beam cut-off
 _AHEAD = 2  # frames ahead whose score and look-ahead rows are prefetched
+_LINE_FLOATS = 16  # float32 values per 64-byte cache line
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):  # noqa: ANN001, ANN202, ARG001 - numba's intrinsic signature
+    """Hint that ``array[index]`` (1-D) will soon be read: llvm.prefetch, which never
+    faults and changes no result."""
+    if not isinstance(array, types.Array) or array.ndim != 1 or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        arytype = signature.args[0]
+        ptr = cgutils.get_item_pointer(context, builder, arytype, context.make_array(arytype)(context, builder, args[0]), [args[1]])
+        if not getattr(ptr.type, "is_opaque", False):  # LLVM before opaque pointers: the i8* overload
+            ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        name = "llvm.prefetch.p0" if getattr(ptr.type, "is_opaque", False) else "llvm.prefetch.p0i8"
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), name)
+        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])  # read, keep in every cache level, data
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
+
+
+@njit(cache=True, nogil=True)
+def _prefetch_row(row: np.ndarray) -> None:
+    """Prefetch every cache line of a contiguous 1-D row."""
+    for c in range(0, row.shape[0], _LINE_FLOATS):
+        _prefetch(row, c)
+    if row.shape[0]:
+        _prefetch(row, row.shape[0] - 1)  # the last line, when the row starts mid-line
 
 
 @njit(cache=True, nogil=True)
@@ -116,9 +148,9 @@ def beam_path(
     for t in range(frames):
         max_score = _LOWEST
         count = 0
-        if t + _AHEAD < frames:  # the candidates' score loads are scattered: fetch them early
-            prefetch_row(scores[t + _AHEAD, n])
-            prefetch_row(bwd[t + 1 + _AHEAD])
+        if t + _AHEAD < frames:  # the candidates' loads are scattered, beyond the hardware's guess
+            _prefetch_row(scores[t + _AHEAD, n])
+            _prefetch_row(bwd[t + 1 + _AHEAD])
         # Steps: candidate prev*4 + base.
         for p in range(beam):
             shifted = (prev_state[p] << 2) & mask
