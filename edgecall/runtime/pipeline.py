@@ -128,8 +128,18 @@ class Basecaller:
         self.backend.close()
 
     def _workers(self) -> int:
-        """Threads of each decoding pool: --threads, else every CPU."""
+        """The CPU threads the run may use: --threads, else every CPU."""
         return max(1, self.options.threads or os.cpu_count() or 1)
+
+    def _chunk_decoders(self) -> int:
+        """Threads decoding CRF chunks: half of ``_workers``, at least one.
+
+        Inference runs on the same cores at the same time, and chunk decoding is
+        under a third of the work. On 2 cores one decoding thread used less CPU
+        for the same calls than two did, which contended with inference for the
+        shared cache (bench/RESULTS.md, issue 7, session 5).
+        """
+        return max(1, self._workers() // 2)
 
     # ---- stages ---------------------------------------------------------------
 
@@ -216,7 +226,7 @@ class Basecaller:
 
     def _decode(self, batches: Iterator[_Batch]) -> Iterator[_Batch]:
         """CRF chunks decode on one pool for the whole run, so its threads keep their buffers."""
-        with ThreadPoolExecutor(max_workers=self._workers(), thread_name_prefix="edgecall-decode") as pool:
+        with ThreadPoolExecutor(max_workers=self._chunk_decoders(), thread_name_prefix="edgecall-decode") as pool:
             yield from self._decode_on(pool, batches)
 
     def _decode_on(self, pool: ThreadPoolExecutor, batches: Iterator[_Batch]) -> Iterator[_Batch]:
