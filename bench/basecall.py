@@ -11,6 +11,10 @@ when stages outnumber cores; CPU time does not).
     python bench/basecall.py --models deepnano-blitz-w64 deepnano-blitz-w96 \
         --reads ../shared/data/accuracy/lambda_r941/lambda_r941.pod5 \
         --reference ../shared/data/accuracy/lambda_r941/Lambda_phage.fna
+
+``--beam-widths 16 8`` runs each model at each width and prints the read-by-read
+identity change against the first; ``--repeat`` runs take turns, and each run's
+decode CPU share is listed beside the fastest run's.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ import argparse
 import dataclasses
 import os
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy import measure  # noqa: E402
+from accuracy import AccuracyReport, measure  # noqa: E402
 
 from edgecall.package import load_package  # noqa: E402
 from edgecall.runtime.fastq import format_record  # noqa: E402
@@ -35,8 +40,13 @@ from edgecall.runtime.read import ReadFailure  # noqa: E402
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def bench_model(model: str, reads: list[Path], options: RunOptions, reference: Path | None) -> dict:
+def bench_model(
+    model: str, reads: list[Path], options: RunOptions, reference: Path | None, beam_width: int | None = None
+) -> dict:
     package = load_package(model)
+    if beam_width is not None:  # the package's own width otherwise
+        config = dataclasses.replace(package.config, decoder=dataclasses.replace(package.config.decoder, beam_width=beam_width))
+        package = dataclasses.replace(package, config=config)
     caller = Basecaller(package, options)
     calls: list[tuple[str, str]] = []
     write_time = 0.0
@@ -56,7 +66,7 @@ def bench_model(model: str, reads: list[Path], options: RunOptions, reference: P
     t = caller.times
     stages = {"read": t.read, "normalise": t.normalise, "infer": t.infer, "decode": t.decode, "write": write_time}
     result = {
-        "model": package.config.name,
+        "model": package.config.name + (f" @beam {beam_width}" if beam_width is not None else ""),
         "backend": caller.backend.name,
         "batch": caller.batch_size,
         "reads": len(calls),
@@ -73,6 +83,17 @@ def bench_model(model: str, reads: list[Path], options: RunOptions, reference: P
     return result
 
 
+def paired_difference(base: AccuracyReport, other: AccuracyReport, label: str) -> str:
+    """Identity change read by read, over the reads both mapped: mean, its standard error, median."""
+    common = [r for r in base.identities if r in other.identities]
+    diffs = [other.identities[r] - base.identities[r] for r in common]
+    if len(diffs) < 2:
+        return f"{label}: fewer than 2 reads mapped in both"
+    error = statistics.stdev(diffs) / len(diffs) ** 0.5
+    return (f"{label}, read by read over {len(diffs)} reads: mean {statistics.fmean(diffs):+.4f} "
+            f"(standard error {error:.4f}), median {statistics.median(diffs):+.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["deepnano-blitz-w64"])
@@ -83,6 +104,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--decode", default=None, help="Decode mode (CRF: beam, viterbi; CTC: beam, greedy); default: run's.")
     parser.add_argument("--repeat", type=int, default=1, help="Runs per model; the fastest is reported.")
+    parser.add_argument("--beam-widths", nargs="+", type=int, default=None,
+                        help="Run each model at each of these beam widths (default: the package's own), and "
+                             "compare identities read by read against the first.")
     args = parser.parse_args()
     options = RunOptions(device=args.device, batch_size=args.batch_size, threads=args.threads)
     if args.decode:
@@ -92,15 +116,23 @@ def main() -> None:
     header = f"{'model':<22} {'backend':<14} {'batch':>5} {'reads':>5} {'Msamples/s':>10}  " \
              f"{'read':>5} {'norm':>5} {'infer':>5} {'decode':>6} {'write':>5}  (busy share)  decode CPU  identity"
     print(header)
-    for model in args.models:
-        runs = [bench_model(model, args.reads, options, reference) for _ in range(args.repeat)]
-        r = max(runs, key=lambda x: x["samples_per_s"])
+    combos = [(model, width) for model in args.models for width in (args.beam_widths or [None])]
+    runs: dict[tuple[str, int | None], list[dict]] = {combo: [] for combo in combos}
+    for _ in range(args.repeat):  # the combinations take turns, so drifting machine speed hits them alike
+        for model, width in combos:
+            runs[model, width].append(bench_model(model, args.reads, options, reference, width))
+    for model, width in combos:
+        r = max(runs[model, width], key=lambda x: x["samples_per_s"])
         busy = sum(r["stages"].values())
         shares = "  ".join(f"{100 * v / busy:5.1f}" for v in r["stages"].values())
         acc = r.get("accuracy")
         ident = f"{acc.median_identity:.4f} ({acc.mapped}/{acc.reads} mapped)" if acc else "-"
+        singles = ", ".join(f"{100 * x['decode_cpu_share']:.1f}" for x in runs[model, width])
         print(f"{r['model']:<22} {r['backend']:<14} {r['batch']:>5} {r['reads']:>5} {r['samples_per_s'] / 1e6:>10.3f}  {shares}  "
-              f"{100 * r['decode_cpu_share']:>10.1f}  {ident}")
+              f"{100 * r['decode_cpu_share']:>10.1f}  {ident}" + (f"  [decode CPU of each run: {singles}]" if args.repeat > 1 else ""))
+        first = runs[model, combos[0][1]][0].get("accuracy") if args.beam_widths else None
+        if first is not None and width != combos[0][1]:
+            print("    " + paired_difference(first, r["accuracy"], f"beam {width} - beam {combos[0][1]}"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"# peak RSS of this process: {peak:.0f} MiB")
 
