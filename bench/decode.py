@@ -4,8 +4,8 @@ Real scores: the model's OpenVINO CPU IR on chunks of the lambda dev reads,
 prepared as the runtime prepares them. Then each decoding step is timed alone
 on the same chunks, in this (single) thread: the exponentials, the whole
 forward/backward scans with per-thread reused buffers and with fresh buffers
-per chunk (what the decoder did before), the beam search at two widths,
-Viterbi; finally the decoder end to end, on the scores laid out chunk by chunk
+per chunk (what the decoder did before), the beam search at the shipped width,
+16 and 32, each with and without its row prefetch, Viterbi; finally the decoder end to end, on the scores laid out chunk by chunk
 (as the OpenVINO backend hands them over) and in the network's own (T, N, C)
 layout, where a chunk's rows sit N*C apart. Best of ``--rounds`` passes over the
 chunks. The scores come from a child process, so this one never loads OpenVINO,
@@ -89,8 +89,11 @@ def main() -> None:
         "forward/backward, fresh buffers": lambda n: guides(chunk(n), 0, blank),
     }
     look_ahead = [guides(chunk(n), 0, blank)[0].copy() for n in range(count)]
-    for width_ in sorted({dec.beam_width, 32}):
+    for width_ in sorted({dec.beam_width, 16, 32}):
         steps[f"beam search, width {width_}"] = lambda n, w=width_: beam_path(chunk(n), 0, look_ahead[n], w, dec.beam_cut, blank)
+        steps[f"beam search, width {width_}, no prefetch"] = (
+            lambda n, w=width_: beam_path(chunk(n), 0, look_ahead[n], w, dec.beam_cut, blank, 0)
+        )
     steps["viterbi"] = lambda n: viterbi_path(chunk(n), 0, blank)
     search = (dec.beam_width, dec.beam_cut, blank, dec.qscale, dec.qbias)
     for mode in crf.MODES:

@@ -91,13 +91,15 @@ def _count_above(scores: np.ndarray, count: int, cutoff: np.float32) -> int:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def beam_path(
-    scores: np.ndarray, n: int, bwd: np.ndarray, beam_width: int, beam_cut: float, blank: float
+    scores: np.ndarray, n: int, bwd: np.ndarray, beam_width: int, beam_cut: float, blank: float,
+    ahead: int = _AHEAD,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Best path of chunk ``n`` by dorado's beam search, guided by ``bwd`` (T+1, S) float32.
 
     ``scores``: (T, N, C) float32. Returns ``states`` (T,) int32, ``moves`` (T,) uint8
     and the winning hypothesis' forward log-score (stays and steps of the same
-    sequence summed). Needs T >= 1.
+    sequence summed). Needs T >= 1. ``ahead``: how many frames ahead the score and
+    look-ahead rows are prefetched (0: none; bench/decode.py times both).
     """
     frames = scores.shape[0]
     num_states = bwd.shape[1]
@@ -148,9 +150,9 @@ def beam_path(
     for t in range(frames):
         max_score = _LOWEST
         count = 0
-        if t + _AHEAD < frames:  # the candidates' loads are scattered, beyond the hardware's guess
-            _prefetch_row(scores[t + _AHEAD, n])
-            _prefetch_row(bwd[t + 1 + _AHEAD])
+        if ahead > 0 and t + ahead < frames:  # the candidates' loads are scattered, beyond the hardware's guess
+            _prefetch_row(scores[t + ahead, n])
+            _prefetch_row(bwd[t + 1 + ahead])
         # Steps: candidate prev*4 + base.
         for p in range(beam):
             shifted = (prev_state[p] << 2) & mask
