@@ -191,6 +191,19 @@ def test_default_beam_finds_the_best_sequence(seed: int) -> None:
     assert score == pytest.approx(best, abs=1e-2)  # pruned alignments may cost a little mass
 
 
+@pytest.mark.parametrize("ahead", [1, 2, 7])
+def test_beam_prefetch_changes_no_result(ahead: int) -> None:
+    """Prefetching rows ahead (into the chunk's last frames too) is only a hint: the same
+    path and score as without it, on a chunk of a wider batch."""
+    rng = np.random.default_rng(17)
+    batch = np.stack([crf_scores(rng, 60, 3, peak=0.5) for _ in range(3)], axis=1)
+    bwd, _ = guides(batch, 1, 2.0)
+    plain = beam_path(batch, 1, bwd, 16, 100.0, 2.0, 0)
+    fetched = beam_path(batch, 1, bwd, 16, 100.0, 2.0, ahead)
+    assert np.array_equal(plain[0], fetched[0]) and np.array_equal(plain[1], fetched[1])
+    assert plain[2] == fetched[2]
+
+
 def test_beam_and_viterbi_agree_on_a_confident_chunk() -> None:
     """One dominant path: both searches must find it."""
     rng = np.random.default_rng(3)
