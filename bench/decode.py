@@ -5,12 +5,13 @@ prepared as the runtime prepares them. Then each decoding step is timed alone
 on the same chunks, in this (single) thread: the exponentials, the whole
 forward/backward scans with per-thread reused buffers and with fresh buffers
 per chunk (what the decoder did before), the beam search at the shipped width,
-16 and 32, each with and without its row prefetch, Viterbi; finally the decoder end to end, on the scores laid out chunk by chunk
-(as the OpenVINO backend hands them over) and in the network's own (T, N, C)
-layout, where a chunk's rows sit N*C apart. Best of ``--rounds`` passes over the
-chunks. The scores come from a child process, so this one never loads OpenVINO,
-which changes malloc's behaviour for the whole process (it raises glibc's mmap
-threshold, hiding the cost of fresh buffers).
+16 and 32, each with and without its row prefetch, Viterbi; finally the decoder
+end to end, on the scores laid out chunk by chunk (as the OpenVINO backend hands
+them over) and in the network's own (T, N, C) layout, where a chunk's rows sit
+N*C apart. Best of ``--rounds`` passes over the chunks. The scores come from a
+child process, so this one never loads OpenVINO, which changes malloc's
+behaviour for the whole process (it raises glibc's mmap threshold, hiding the
+cost of fresh buffers).
 
     python bench/decode.py --model edgecall-r941-v1
 """

@@ -38,12 +38,15 @@ def _prefetch(typingctx, array, index):  # noqa: ANN001, ANN202, ARG001 - numba'
 
     def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
         arytype = signature.args[0]
-        ptr = cgutils.get_item_pointer(context, builder, arytype, context.make_array(arytype)(context, builder, args[0]), [args[1]])
-        if not getattr(ptr.type, "is_opaque", False):  # LLVM before opaque pointers: the i8* overload
-            ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
-        name = "llvm.prefetch.p0" if getattr(ptr.type, "is_opaque", False) else "llvm.prefetch.p0i8"
+        ary = context.make_array(arytype)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, arytype, ary, [args[1]])
+        if getattr(ptr.type, "is_opaque", False):
+            name = "llvm.prefetch.p0"
+        else:  # typed pointers: the i8* overload
+            ptr, name = builder.bitcast(ptr, ir.IntType(8).as_pointer()), "llvm.prefetch.p0i8"
         i32 = ir.IntType(32)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), name)
+        signature_ = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, signature_, name)
         builder.call(fn, [ptr, i32(0), i32(3), i32(1)])  # read, keep in every cache level, data
         return context.get_dummy_value()
 
