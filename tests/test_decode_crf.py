@@ -110,8 +110,9 @@ def test_openfish_vector_byte_exact(openfish_vector: dict) -> None:
 # ---- forward/backward -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("state_len", [1, 2, 3])
+@pytest.mark.parametrize("state_len", [1, 2, 3, 4])
 def test_scans_match_log_space_reference(state_len: int) -> None:
+    """state_len 1-2 lay out their weights by the scalar loop, 3-4 by 16 x 16 blocks (one, four)."""
     scores = crf_scores(np.random.default_rng(state_len), 40, state_len)
     bwd, post = guides(scores[:, None, :], 0, 2.0)
     ref_bwd, ref_post = reference_scans(scores, state_len)

@@ -18,7 +18,10 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 _F = np.float32
 # Cephes expf/logf: polynomial cores around a power-of-two split done on the float bits.
@@ -44,6 +47,56 @@ _LOG_FLOOR = 1e-30  # beta floor before the log: unreachable states sit 69 nats 
 # per-frame reductions vectorise. Neither set assumes away NaN or infinity.
 _FMA = {"contract"}
 _FMA_REORDER = {"contract", "reassoc", "nsz", "arcp"}
+
+
+_BLOCK = 16  # the transposed block is 16 x 16 float32: sixteen 64-byte vectors
+_VECTOR = ir.VectorType(ir.FloatType(), _BLOCK)
+# shufflevector masks that interleave two vectors' low (high) halves: a0 b0 a1 b1 ...
+_ZIP_LOW = ir.Constant(ir.VectorType(ir.IntType(32), _BLOCK), [i // 2 + _BLOCK * (i % 2) for i in range(_BLOCK)])
+_ZIP_HIGH = ir.Constant(
+    ir.VectorType(ir.IntType(32), _BLOCK), [_BLOCK // 2 + i // 2 + _BLOCK * (i % 2) for i in range(_BLOCK)]
+)
+
+
+@intrinsic
+def _transpose_block(typingctx, src, start, dst, offset, stride):  # noqa: ANN001, ANN202, ARG001 - numba's signature
+    """dst[offset + k*stride + i] = src[start + 16*i + k] for i, k < 16, in registers.
+
+    Loaded as 16 vectors, zipped four times (a perfect shuffle), stored as 16
+    vectors. As a loop of scalar copies the same transpose cost more than the
+    exponentials themselves. No bounds checks: the caller keeps both blocks in range.
+    """
+    floats = (src, dst)
+    if not all(isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.float32 for a in floats):
+        return None
+    if not all(isinstance(i, types.Integer) for i in (start, offset, stride)):
+        return None
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        src_type, dst_type = signature.args[0], signature.args[2]
+        src_ary = context.make_array(src_type)(context, builder, args[0])
+        dst_ary = context.make_array(dst_type)(context, builder, args[2])
+        start_, offset_, stride_ = (
+            context.cast(builder, args[i], signature.args[i], types.intp) for i in (1, 3, 4)
+        )
+        intp = context.get_value_type(types.intp)
+
+        def vector_at(arytype, ary, index):  # noqa: ANN001, ANN202
+            ptr = cgutils.get_item_pointer(context, builder, arytype, ary, [index])
+            return builder.bitcast(ptr, _VECTOR.as_pointer())
+
+        rows = [builder.load(vector_at(src_type, src_ary, builder.add(start_, intp(_BLOCK * i))), align=4)
+                for i in range(_BLOCK)]
+        half = _BLOCK // 2
+        for _ in range(4):  # log2(16) zips of row i with row i + 8 transpose the block
+            rows = [
+                builder.shuffle_vector(rows[i], rows[i + half], mask) for i in range(half) for mask in (_ZIP_LOW, _ZIP_HIGH)
+            ]
+        for k in range(_BLOCK):
+            builder.store(rows[k], vector_at(dst_type, dst_ary, builder.add(offset_, builder.mul(stride_, intp(k)))), align=4)
+        return context.get_dummy_value()
+
+    return types.void(src, start, dst, offset, stride), codegen
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FMA)
@@ -114,8 +167,11 @@ def _weights(scores: np.ndarray, n: int, blank: float, weights: np.ndarray, stay
                     m = row[c]
             _exp_row(row, m, row_exp)
         out = weights[t]
+        blocked = msb - msb % _BLOCK
+        for q in range(0, blocked, _BLOCK):
+            _transpose_block(row_exp, 16 * q, out, q, msb)
         for k in range(16):
-            for q in range(msb):
+            for q in range(blocked, msb):
                 out[k * msb + q] = row_exp[16 * q + k]
         shift[t] = m
         stay[t] = np.exp(blank - np.float64(m))
