@@ -256,12 +256,11 @@ def _scan(
     mant = np.empty(num_states, np.int32)
     for t in range(frames - 1, -1, -1):
         nxt, cur, wt, st = beta[t + 1], beta[t], w[t], stay[t]
-        for top in range(4):
-            for q in range(msb):
-                cur[top * msb + q] = (
-                    st * nxt[top * msb + q] + nxt[q * 4] * wt[top * msb + q] + nxt[q * 4 + 1] * wt[(4 + top) * msb + q]
-                    + nxt[q * 4 + 2] * wt[(8 + top) * msb + q] + nxt[q * 4 + 3] * wt[(12 + top) * msb + q]
-                )
+        for q in range(msb):  # q outermost: the four successors' beta are gathered once, not per top
+            n0, n1, n2, n3 = nxt[q * 4], nxt[q * 4 + 1], nxt[q * 4 + 2], nxt[q * 4 + 3]
+            for top in range(4):
+                o = top * msb + q
+                cur[o] = st * nxt[o] + n0 * wt[o] + n1 * wt[o + 4 * msb] + n2 * wt[o + 8 * msb] + n3 * wt[o + 12 * msb]
         total = _ZERO
         for s in range(num_states):
             total += cur[s]
