@@ -13,12 +13,19 @@ child process, so this one never loads OpenVINO, which changes malloc's
 behaviour for the whole process (it raises glibc's mmap threshold, hiding the
 cost of fresh buffers).
 
+``--against REV`` also loads the forward/backward and beam search modules as
+they were at git revision REV and times them in turns with the working tree's
+(this machine's speed drifts by up to 25% within minutes, so only runs that take
+turns compare), after checking that both give the same results.
+
     python bench/decode.py --model edgecall-r941-v1
+    python bench/decode.py --model edgecall-r941-v2 --against 82f48a5
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -52,12 +59,58 @@ def best_ms(step, chunks: int, rounds: int) -> float:  # noqa: ANN001 - callable
     return best
 
 
+def module_at(revision: str, name: str, tmp: Path):  # noqa: ANN201 - a module
+    """``edgecall/runtime/decode/NAME.py`` as it was at git ``revision``, compiled afresh (no disk cache)."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:edgecall/runtime/decode/{name}.py"], cwd=BENCH.parent, check=True,
+        capture_output=True, text=True,
+    ).stdout.replace("cache=True", "cache=False")
+    path = tmp / f"{name}_at_{revision}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def compare(revision: str, scores: np.ndarray, dec, rounds: int, tmp: Path) -> None:  # noqa: ANN001 - DecoderConfig
+    """Forward/backward and beam search at ``revision`` and now, taking turns on the same chunks."""
+    from edgecall.runtime.decode import crf_posteriors, crf_search
+
+    old_post, old_search = module_at(revision, "crf_posteriors", tmp), module_at(revision, "crf_search", tmp)
+    count, blank = scores.shape[1], dec.blank_score
+    chunks = [scores[:, n : n + 1] for n in range(count)]
+    look_ahead = [guides(c, 0, blank)[0].copy() for c in chunks]
+    for n, chunk in enumerate(chunks):
+        for now, then in zip(guides(chunk, 0, blank), old_post.guides(chunk, 0, blank)):
+            assert np.array_equal(now, then), f"forward/backward differ from {revision}'s on chunk {n}"
+        now, then = beam_path(chunk, 0, look_ahead[n], dec.beam_width, dec.beam_cut, blank), old_search.beam_path(
+            chunk, 0, look_ahead[n], dec.beam_width, dec.beam_cut, blank)
+        assert all(np.array_equal(a, b) for a, b in zip(now, then)), f"beam path differs from {revision}'s on chunk {n}"
+    pairs = {
+        "forward/backward": (crf_posteriors, old_post, lambda m, sp, n: m.guides(chunks[n], 0, blank, sp)),
+        f"beam search, width {dec.beam_width}": (crf_search, old_search, lambda m, sp, n: m.beam_path(
+            chunks[n], 0, look_ahead[n], dec.beam_width, dec.beam_cut, blank)),
+    }
+    print(f"# against {revision}: same results on all {count} chunks; ms/chunk, best of 3 passes, {rounds} turns each")
+    for name, (new, old, step) in pairs.items():
+        times: dict[str, list[float]] = {"now": [], revision: []}
+        spaces = {"now": crf_posteriors.Workspace(), revision: old_post.Workspace()}
+        for _ in range(rounds):
+            for label, module in (("now", new), (revision, old)):
+                times[label].append(best_ms(lambda n, m=module, sp=spaces[label], f=step: f(m, sp, n), count, 3))
+        mid = {label: float(np.median(v)) for label, v in times.items()}
+        print(f"{name:<34} {revision}: {mid[revision]:.3f}  now: {mid['now']:.3f}  ratio {mid[revision] / mid['now']:.2f}x"
+              f"  (turns: {' '.join(f'{a:.3f}/{b:.3f}' for a, b in zip(times[revision], times['now']))})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default")
     parser.add_argument("--reads", nargs="+", type=Path, default=[SHARED / "accuracy/lambda_r941/lambda_r941.pod5"])
     parser.add_argument("--chunks", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--against", metavar="REV", help="Also time the decoder at this git revision, in turns.")
     parser.add_argument("--write-scores", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -104,6 +157,9 @@ def main() -> None:
     print(f"# {package.config.name}: {count} chunks of {frames} frames x {width} scores; one thread; best of {args.rounds}")
     for name, step in steps.items():
         print(f"{name:<52} {best_ms(step, count, args.rounds):7.3f} ms/chunk")
+    if args.against:
+        with tempfile.TemporaryDirectory() as tmp:
+            compare(args.against, scores, dec, args.rounds, Path(tmp))
 
 if __name__ == "__main__":
     main()
