@@ -35,7 +35,12 @@ from nn_speed import cpu_peak, cpu_threads  # noqa: E402
 from throughput import BUILT, SHARED, build_package, run_worker, save_chunks  # noqa: E402
 
 from edgecall.costs import model_costs  # noqa: E402
-from edgecall.export.quantize import int8_op_counts, ir_scores, quantize_package  # noqa: E402
+from edgecall.export.quantize import (  # noqa: E402
+    INT8_SUFFIX,
+    int8_op_counts,
+    quantize_package,
+    runtime_scores,
+)
 from edgecall.package import load_package  # noqa: E402
 
 ENGINES = ("ov-latency", "ov-throughput")
@@ -58,11 +63,13 @@ def prepare(name: str, root: Path, calibration: list[Path] | None, subset: int) 
             "call_agreement": load_package(f32).provenance["int8"]["agreement_with_f32_calls"]}
 
 
-def score_agreement(f32_xml: Path, int8_xml: Path, chunks) -> dict:  # noqa: ANN001 - (n, 1, T) float32
-    """Correlation and mean |difference| of int8 vs f32 outputs on the same real chunks."""
+def score_agreement(package_dir: Path, chunks) -> dict:  # noqa: ANN001 - (n, 1, T) float32
+    """Correlation and mean |difference| of int8 vs f32 outputs on the same real chunks, both IRs
+    compiled as ``edgecall run`` compiles them."""
     import numpy as np
 
-    a, b = ir_scores(f32_xml, chunks).ravel(), ir_scores(int8_xml, chunks).ravel()
+    package = load_package(package_dir)
+    a, b = runtime_scores(package, chunks).ravel(), runtime_scores(package, chunks, f"CPU{INT8_SUFFIX}").ravel()
     return {"correlation": float(np.corrcoef(a, b)[0, 1]), "mean_abs_diff": float(np.abs(a - b).mean()),
             "max_abs_diff": float(np.abs(a - b).max()), "f32_mean_abs": float(np.abs(a).mean())}
 
@@ -97,7 +104,7 @@ def main() -> None:
             info = prepare(name, root, args.calibration, args.subset)
             flops = model_costs(info["config"]).flops
             chunks_file = save_chunks(info["f32"], args.reads, args.chunks, root / f"{name}.npy")
-            agree = score_agreement(load_package(info["f32"]).openvino_ir("CPU"), info["int8_xml"], np.load(chunks_file)[:16])
+            agree = score_agreement(info["f32"], np.load(chunks_file)[:16])
             r: dict = {"flops_per_sample": flops, "quantize_seconds": info["quantize_seconds"], "int8_ops": info["ops"],
                        "call_agreement": info["call_agreement"], "agreement": agree, "nn": {}, "e2e": {}}
             specs = {f"{engine}:{precision}": {"engine": engine, "package": str(info["f32"]), "chunks": str(chunks_file),

@@ -10,6 +10,14 @@ the reads accuracy is measured on). Simulated reads are a fallback only.
 NNCF leaves ``GRUSequence`` nodes with ``linear_before_reset`` (PyTorch's GRU,
 so the DeepNano-blitz models) in f32: only their convolution and head go int8.
 
+No preset keeps a trained LSTM CRF model's calls in OpenVINO 2026.4, so
+``compile`` refuses their int8 IRs (the agreement check below). With the
+symmetric PERFORMANCE preset used here, edgecall-r941-v2 keeps 69% of its f32
+calls. The asymmetric MIXED preset (what oneDNN's int8 LSTM expects: unsigned
+activations with a shift) keeps 98.4% when the batch is dynamic, but only 56%
+with the static batch ``run`` compiles, where OpenVINO picks its fast int8 LSTM
+kernel (bench/RESULTS.md).
+
 The result is written beside the f32 IR as ``openvino/<TARGET>-INT8/model.xml``
 (+ .bin), FP32 except for the int8 FakeQuantize/weights, dynamic batch and time
 like the f32 IR. Needs ``nncf`` (the ``export`` extra); never imported by ``run``.
@@ -29,7 +37,7 @@ import numpy as np
 from edgecall.config import ModelConfig
 from edgecall.edit_distance import edit_distance
 from edgecall.errors import EdgecallError, raise_missing_extra
-from edgecall.package import PROVENANCE_NAME, load_package
+from edgecall.package import PROVENANCE_NAME, ModelPackage, load_package
 from edgecall.runtime.chunk import cut, plan_chunks
 from edgecall.runtime.decode import crf, ctc
 from edgecall.runtime.read import Read, ReadFailure
@@ -166,7 +174,7 @@ def quantize_package(
     chunks = calibration_chunks(reads, package.config, limit=subset_size + CHECK_CHUNKS)
     calibration, check = _split(chunks, subset_size)
     out = quantize_ir(xml, int8_ir_dir(package.path, target) / "model.xml", calibration, subset_size=subset_size)
-    agreement = call_agreement(package.config, xml, out, check)
+    agreement = call_agreement(package, check)
     if agreement < min_agreement:
         shutil.rmtree(out.parent)
         raise EdgecallError(
@@ -187,21 +195,47 @@ def _split(chunks: np.ndarray, subset_size: int) -> tuple[np.ndarray, np.ndarray
     return (chunks[: n - held], chunks[n - held :]) if held else (chunks, chunks)
 
 
-def call_agreement(config: ModelConfig, f32_xml: Path, int8_xml: Path, chunks: np.ndarray) -> float:
+def call_agreement(package: ModelPackage, chunks: np.ndarray) -> float:
     """1 - (edit distance between the int8 and the f32 calls) / (f32 bases), over ``chunks``.
 
-    The two IRs run on the same chunks and their scores are decoded alike (CRF:
-    Viterbi; CTC: greedy); a read's identity can fall by at most about the
-    disagreement, usually far less.
+    Both IRs run as ``edgecall run`` runs them (:func:`runtime_scores`) on the
+    same chunks, and their scores are decoded alike (CRF: Viterbi; CTC: greedy);
+    a read's identity can fall by at most about the disagreement, usually far less.
     """
-    f32 = _calls(config, ir_scores(f32_xml, chunks))
-    int8 = _calls(config, ir_scores(int8_xml, chunks))
+    f32 = _calls(package.config, runtime_scores(package, chunks))
+    int8 = _calls(package.config, runtime_scores(package, chunks, f"CPU{INT8_SUFFIX}"))
     distance = sum(edit_distance(a, b) for a, b in zip(f32, int8))
     return 1.0 - distance / max(1, sum(len(a) for a in f32))
 
 
+def runtime_scores(package: ModelPackage, chunks: np.ndarray, ir_name: str | None = None) -> np.ndarray:
+    """(frames, chunks, outputs) scores of the package's CPU IR (or ``ir_name``), compiled as ``edgecall run`` does.
+
+    That is a static batch of the run's default size. OpenVINO 2026.4 runs an int8
+    LSTM by one kernel for a static batch and by another for a dynamic one, and they
+    disagree on trained CRF models (asymmetric activations: 56% against 98% of the
+    f32 calls kept, bench/RESULTS.md). A check on any other shape could pass IRs
+    that ``run`` then calls wrong.
+    """
+    from edgecall.runtime.backends.openvino import OpenVinoBackend
+    from edgecall.runtime.pipeline import auto_batch_size
+
+    batch, chunksize = auto_batch_size("CPU"), chunks.shape[2]
+    backend = OpenVinoBackend(package, "CPU", batch_size=batch, chunksize=chunksize, threads=None, ir_name=ir_name)
+    try:
+        parts = []
+        for start in range(0, chunks.shape[0], batch):
+            part = chunks[start : start + batch]
+            padded = np.zeros((batch, 1, chunksize), np.float32)
+            padded[: part.shape[0]] = part
+            parts.append(np.array(backend(padded)[:, : part.shape[0]]))  # a copy: the request's buffer is reused
+        return np.concatenate(parts, axis=1)
+    finally:
+        backend.close()
+
+
 def ir_scores(xml: Path, chunks: np.ndarray) -> np.ndarray:
-    """(frames, chunks, outputs) scores of an IR on (n, 1, T) ``chunks``, OpenVINO CPU in f32."""
+    """(frames, chunks, outputs) scores of an IR on (n, 1, T) ``chunks``, OpenVINO CPU in f32, dynamic batch."""
     import openvino as ov
     import openvino.properties.hint as hints
 
