@@ -95,9 +95,9 @@ def load_decoders(models: list[str]) -> float:
     start = time.thread_time()
     for model in models:
         dec = load_package(model).config.decoder
-        scores = np.zeros((2, 1, dec.num_outputs), np.float32)
         if dec.kind == "crf":
-            crf.decode_batch(scores, state_len=dec.state_len, beam_width=dec.beam_width, threads=1)
+            crf.decode_batch(np.zeros((2, 1, dec.num_outputs), np.float32), state_len=dec.state_len,
+                             beam_width=dec.beam_width, threads=1)
         else:
             ctc.beam_search(np.full((2, dec.num_outputs), 1 / dec.num_outputs, np.float32), labels="".join(dec.labels))
     return time.thread_time() - start

@@ -39,7 +39,7 @@ sys.path.insert(0, str(BENCH))
 
 from throughput import SHARED, build_package, save_chunks  # noqa: E402
 
-from edgecall.export.quantize import ir_scores  # noqa: E402
+from edgecall.export.quantize import runtime_scores  # noqa: E402
 from edgecall.package import load_package  # noqa: E402
 from edgecall.runtime.backends import chunk_major  # noqa: E402
 from edgecall.runtime.decode import crf  # noqa: E402
@@ -117,7 +117,7 @@ def main() -> None:
     if args.write_scores:  # child: the model's scores on the chunks, then exit
         package = load_package(args.model)
         chunks = np.load(save_chunks(package.path, args.reads, args.chunks, args.write_scores.with_suffix(".chunks.npy")))
-        np.save(args.write_scores, np.ascontiguousarray(ir_scores(package.openvino_ir("CPU"), chunks)))
+        np.save(args.write_scores, np.ascontiguousarray(runtime_scores(package, chunks)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         package = load_package(build_package(args.model, Path(tmp)))

@@ -228,20 +228,10 @@ def runtime_scores(package: ModelPackage, chunks: np.ndarray, ir_name: str | Non
             part = chunks[start : start + batch]
             padded = np.zeros((batch, 1, chunksize), np.float32)
             padded[: part.shape[0]] = part
-            parts.append(np.array(backend(padded)[:, : part.shape[0]]))  # a copy: the request's buffer is reused
+            parts.append(backend(padded)[:, : part.shape[0]])  # the backend hands out its own copy
         return np.concatenate(parts, axis=1)
     finally:
         backend.close()
-
-
-def ir_scores(xml: Path, chunks: np.ndarray) -> np.ndarray:
-    """(frames, chunks, outputs) scores of an IR on (n, 1, T) ``chunks``, OpenVINO CPU in f32, dynamic batch."""
-    import openvino as ov
-    import openvino.properties.hint as hints
-
-    core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(xml)), "CPU", {hints.inference_precision: ov.Type.f32})
-    return np.asarray(compiled(chunks)[0])  # (frames, chunks, outputs)
 
 
 def _calls(config: ModelConfig, scores: np.ndarray) -> list[np.ndarray]:

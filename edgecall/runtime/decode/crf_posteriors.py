@@ -67,7 +67,9 @@ def _transpose_block(typingctx, src, start, dst, offset, stride):  # noqa: ANN00
     exponentials themselves. No bounds checks: the caller keeps both blocks in range.
     """
     floats = (src, dst)
-    if not all(isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.float32 for a in floats):
+    if not all(
+        isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float32 for a in floats
+    ):  # contiguous float32 rows: the block moves as whole vectors
         return None
     if not all(isinstance(i, types.Integer) for i in (start, offset, stride)):
         return None
