@@ -11,7 +11,7 @@ import pytest
 
 pysam = pytest.importorskip("pysam")
 
-from edgecall.config import DecoderConfig, EncoderConfig, ModelConfig, NormalisationConfig  # noqa: E402
+from edgecall.config import ModelConfig, NormalisationConfig, rnn_encoder_config  # noqa: E402
 from edgecall.errors import EdgecallError  # noqa: E402
 from edgecall.runtime.resample import resample_positions  # noqa: E402
 from edgecall.train.aligned import AlignedReads, load_aligned  # noqa: E402
@@ -21,8 +21,8 @@ from edgecall.train.simulate import SimulatedRead, SimulationOptions, simulate_r
 
 CONFIG = ModelConfig(
     sample_rate=5000, chemistry="dna_r10.4.1_e8.2_400bps",
-    encoder=EncoderConfig(conv_channels=(16, 16, 12), stride=6, layers=(8, 8)),
-    decoder=DecoderConfig(state_len=3), normalisation=NormalisationConfig(strategy="quantile"),
+    encoder=rnn_encoder_config(conv_channels=(16, 16, 12), stride=6, hidden_sizes=(8, 8), state_len=3),
+    normalisation=NormalisationConfig(strategy="quantile"),
 )
 COMPLEMENT = str.maketrans("ACGT", "TGCA")
 DELETED, INSERTED_AFTER = 300, 700  # truth base the call misses; truth base after which the call has an extra base

@@ -17,7 +17,6 @@ truth, not against a teacher.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any, Optional
 
 import typer
 
-from edgecall.config import BasecallerConfig, DecoderConfig, EncoderConfig, ModelConfig, NormalisationConfig
+from edgecall.config import BasecallerConfig, ModelConfig, NormalisationConfig, rnn_encoder_config
 from edgecall.errors import EdgecallError, raise_missing_extra
 from edgecall.train.chemistry import CHEMISTRIES, Chemistry, chemistry
 from edgecall.train.pseudo_labels import MIN_QSCORE, RealReads
@@ -140,8 +139,8 @@ def train_command(
         val = to_batch(val_source.chunks(0, validation_size))
     _record(out_dir, data_options, options, found[-1][1] if found else None)
     _say(f"model {model_config.name} ({chem.name}, {model_config.sample_rate} Hz, stride {model_config.stride}, "
-         f"{model_config.normalisation.strategy}): LSTM {','.join(map(str, model_config.encoder.layers))}, features "
-         f"{model_config.encoder.features}, state_len {model_config.decoder.state_len}; simulated from "
+         f"{model_config.normalisation.strategy}): LSTM {','.join(map(str, model_config.encoder.hidden_sizes))}, features "
+         f"{model_config.encoder.features}, state_len {model_config.state_len}; simulated from "
          f"{len(records)} reference records ({sum(map(len, records.values())):,} bases) + "
          f"{sim.random_fraction:.0%} random; batch {batch_size} x {chunksize} samples; "
          + (f"resuming {found[-1][1].name}" if found else f"starting from {init_from}" if init_from else "fresh start")
@@ -167,9 +166,9 @@ def _model_config(out_dir: Path, config: Path | None, size: dict[str, int | None
     return ModelConfig(
         name=out_dir.name, chemistry=chem.config_chemistry,
         sample_rate=chem.check_rate(sample_rate or chem.sample_rates[0]),
-        encoder=EncoderConfig(conv_channels=(*chem.conv_channels, features), stride=chem.stride,
-                              layers=(hidden,) * (size["layers"] or DEFAULT_LAYERS)),
-        decoder=DecoderConfig(state_len=size["state_len"] or DEFAULT_STATE_LEN),
+        encoder=rnn_encoder_config(conv_channels=(*chem.conv_channels, features), stride=chem.stride,
+                                   hidden_sizes=(hidden,) * (size["layers"] or DEFAULT_LAYERS),
+                                   state_len=size["state_len"] or DEFAULT_STATE_LEN),
         normalisation=NormalisationConfig(strategy=chem.normalisation),
         basecaller=BasecallerConfig(chunksize=chem.chunk[0], overlap=chem.chunk[1]),
     )
@@ -196,8 +195,7 @@ def _pretrained_config(out_dir: Path, init_from: Path, config: Path | None, size
             f"--init-from takes the model from {init_from}; drop --{', --'.join(n.replace('_', '-') for n in names)}"
         )
     base = load_checkpoint(init_from).config
-    state_len = size["state_len"] or base.decoder.state_len
-    return base.replace(name=out_dir.name, decoder=dataclasses.replace(base.decoder, state_len=state_len))
+    return base.with_state_len(size["state_len"] or base.state_len).replace(name=out_dir.name)
 
 
 def _aligned_source(config: ModelConfig, chunksize: int, aligned: Any, seed: int) -> Any:
