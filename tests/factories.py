@@ -44,10 +44,12 @@ def write_efficient_basecallers(path: Path, kept: Sequence[int], **kw) -> Path:
     return path
 
 
-def write_tiny_ont_folder(folder, shared_data, config_name: str, width: int | None = 16, seed: int = 0, kind: str = "dorado"):
+def write_tiny_ont_folder(folder, shared_data, config_name: str, width: int | None = 16, seed: int = 0, kind: str = "dorado",
+                          learned_stays: bool = False):
     """An ONT model folder named like ``config_name`` whose config is that one with every
     layer ``width`` wide (the 128 bottleneck ``width // 2``): all of its layer types and
-    chunking, a fraction of its cost (``width`` None: the config's own sizes). Built and written by Bonito's own code; random
+    chunking, a fraction of its cost (``width`` None: the config's own sizes;
+    ``learned_stays``: the CRF head without its fixed blank_score, Bonito's 5·4^L outputs). Built and written by Bonito's own code; random
     weights and batchnorm statistics (mechanics only)."""
     import copy
 
@@ -65,6 +67,9 @@ def write_tiny_ont_folder(folder, shared_data, config_name: str, width: int | No
         for key in ("size", "insize", "in_features", "out_features"):
             if key in layer and layer[key] in resize and not (layer["type"] == "convolution" and key == "insize" and layer[key] == 1):
                 layer[key] = resize[layer[key]]
+    if learned_stays:
+        for layer in doc["encoder"]["sublayers"]:
+            layer.pop("blank_score", None) if layer["type"] == "linearcrfencoder" else None
     nn = bonito_nn()
     torch.manual_seed(seed)
     encoder = nn.from_dict(copy.deepcopy(doc["encoder"]))

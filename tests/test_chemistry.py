@@ -166,3 +166,29 @@ def test_models_lists_ont_folders(r10_models: Path) -> None:
     assert rows["dna_r10.4.1_e8.2_260bps_fast@v4.0.0"][1:7] == ["R10.4.1", "4", "kHz", "fast", "ONT", "folder"]
     assert rows["edgecall-r941-v2"][1:6] == ["R9.4.1", "4", "kHz", "hac", "bundled"]
     assert rows["edgecall-r941-v2"][-2:] == ["0.8815", "(lambda_r941)"]
+
+
+def test_a_learned_stay_model_compiles_to_bonitos_outputs_and_calls(shared_data: Path, tmp_path: Path) -> None:
+    """A CRF head without a fixed blank (5·4^L outputs): the package equals Bonito's forward and runs."""
+    pytest.importorskip("torch")
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from bonito_reference import bonito_nn
+    from factories import write_tiny_ont_folder
+
+    from edgecall.config import read_toml
+    from edgecall.export.compile import compile_checkpoint
+
+    name = "dna_r10.4.1_e8.2_400bps_hac@v4.2.0"
+    folder = write_tiny_ont_folder(tmp_path / name, shared_data, name, seed=4, kind="bonito", learned_stays=True)
+    package = compile_checkpoint(folder, tmp_path / "pkg", targets=["CPU"]).package.path
+    encoder = bonito_nn().from_dict(read_toml(folder / "config.toml")["encoder"])
+    encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in torch.load(folder / "weights_1.tar").items()})
+    x = np.random.default_rng(2).standard_normal((2, 1, 1200)).astype(np.float32)
+    with torch.no_grad():
+        expected = encoder.eval()(torch.from_numpy(x)).numpy()
+    got = ort.InferenceSession(str(package / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, {"signal": x})[0]
+    assert got.shape == expected.shape == (200, 2, 5 * 4**4) and np.abs(got - expected).max() < 1e-4
+    run = edgecall_run("--model", str(package), str(shared_data / "pod5" / "slow5-converted" / "one_5khz.pod5"))
+    assert run.returncode == 0 and len(records(run.stdout)) == 1, run.stderr
