@@ -154,7 +154,8 @@ def test_r10_reads_at_5khz_and_4khz_are_called_with_the_model_their_chemistry_pi
     mixed = edgecall_run(*map(str, at_5khz[:1] + at_4khz[:1]), env=env)  # can_reads sorts first and picks the model
     assert mixed.returncode == 3 and len(records(mixed.stdout)) == 14
     assert (f"{at_5khz[0]}: 1 read is sampled at 5 kHz; model dna_r10.4.1_e8.2_260bps_fast@v4.0.0 is R10.4.1 at 4 kHz; "
-            "installed R10.4.1 models: dna_r10.4.1_e8.2_400bps_hac@v4.2.0, dna_r10.4.1_e8.2_400bps_hac@v4.3.0") in mixed.stderr
+            "installed R10.4.1 models: edgecall-r1041-v1, dna_r10.4.1_e8.2_400bps_hac@v4.2.0, "
+            "dna_r10.4.1_e8.2_400bps_hac@v4.3.0") in mixed.stderr  # the bundled 5 kHz model, then the folder's
 
 
 def test_models_lists_ont_folders(r10_models: Path) -> None:
