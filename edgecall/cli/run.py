@@ -38,7 +38,7 @@ def run_command(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name, package or ONT model folder, or a tier (fast, hac, sup) for the reads' chemistry (default: the reads' chemistry picks; see 'edgecall models')."),
     models_dir: Optional[Path] = typer.Option(None, "--models-directory", help="Folder of model packages and ONT model folders (default: $EDGECALL_MODELS_DIRECTORY)."),
     device: str = typer.Option("CPU", "--device", "-d", help="CPU, GPU, NPU, MYRIAD, AUTO (OpenVINO); ort, ort:cuda, ort:tensorrt; torch. See 'edgecall devices'."),
-    precision: str = typer.Option("f32", "--precision", help="f32, or int8 (OpenVINO CPU; the package needs an int8 model from 'compile --int8')."),
+    precision: str = typer.Option("f32", "--precision", help="f32; int8 (OpenVINO CPU, a package with an int8 model from 'compile --int8'); bf16 or f16 (OpenVINO CPU where the CPU computes it natively, for a package whose calls passed 'compile --check-precision')."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write FASTQ here instead of stdout (.gz compresses)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Search folders recursively."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Chunks per inference call (default: automatic)."),

@@ -18,8 +18,9 @@ T = TypeVar("T")
 class OpenVinoBackend:
     def __init__(
         self, package: ModelPackage, target: str, *, batch_size: int, chunksize: int, threads: int | None,
-        ir_name: str | None = None,
+        ir_name: str | None = None, inference_precision: str = "f32",
     ) -> None:
+        """``inference_precision``: f32, or bf16/f16 where the CPU computes them natively (open_backend checks)."""
         import openvino as ov
         import openvino.properties as props
         import openvino.properties.hint as hints
@@ -36,8 +37,8 @@ class OpenVinoBackend:
             raise EdgecallError(f"{source}: OpenVINO could not read the model ({_first_line(exc)})") from None
         config: dict = {hints.performance_mode: hints.PerformanceMode.THROUGHPUT if batch_size >= 8 else hints.PerformanceMode.LATENCY}
         if target == "CPU":
-            # f32 explicitly: OpenVINO may pick bf16 where it is emulated, which ran 12-32x slower here
-            config[hints.inference_precision] = ov.Type.f32
+            # f32 unless asked: OpenVINO may pick bf16 where it is emulated, which ran 12-32x slower here
+            config[hints.inference_precision] = getattr(ov.Type, inference_precision)
             if threads:
                 config[props.inference_num_threads] = int(threads)
         try:
