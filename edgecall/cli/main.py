@@ -1,7 +1,7 @@
 """The ``edgecall`` command: subcommands register here; expected failures end here.
 
 Every :class:`~edgecall.errors.EdgecallError` becomes one ``edgecall: error:``
-line on stderr and exit status 1; Ctrl-C exits 130; a closed stdout (``| head``)
+line on stderr and exit status 1 (2 for a :class:`~edgecall.errors.UsageError`); Ctrl-C exits 130; a closed stdout (``| head``)
 exits quietly.
 """
 
@@ -15,7 +15,7 @@ import threading
 import typer
 
 from edgecall import __version__
-from edgecall.errors import EdgecallError
+from edgecall.errors import EdgecallError, UsageError
 
 app = typer.Typer(
     name="edgecall",
@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     try:
         app(args=argv, prog_name="edgecall", standalone_mode=True)
+    except UsageError as exc:
+        error_line(str(exc))
+        _leave(2)
     except EdgecallError as exc:
         error_line(str(exc))
         _leave(1)

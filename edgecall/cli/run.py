@@ -72,10 +72,13 @@ def run_command(
     summary = SummaryWriter(emit_summary) if emit_summary else None
     sources = _sources(files, watch, recursive, watch_idle)
     counts = {"called": 0, "filtered": 0, "failed": 0, "bases": 0}
+    met: set[str] = set()  # with --read-ids: the listed ids the inputs held
     start = time.perf_counter()
     progress = _progress(len(files))
     try:
         for item in caller.run(sources):
+            if options.read_ids is not None:
+                met.add(item.read_id if isinstance(item, ReadFailure) else item.read.read_id)
             if isinstance(item, ReadFailure):
                 counts["failed"] += 1
                 where = f"{item.source}" + (f": read {item.read_id}" if item.read_id else "")
@@ -113,6 +116,8 @@ def run_command(
         f"= {samples / max(elapsed, 1e-9) / 1e6:.3f} M samples/s, {samples / max(elapsed, 1e-9) / MINION_KEEP_UP:.2f}x "
         f"a MinION's keep-up rate ({caller.backend.name}, batch {caller.batch_size})\n"
     )
+    if options.read_ids is not None and read_ids is not None:
+        _report_missing(read_ids, options.read_ids - met - options.skip_read_ids, max_reads)
     if counts["failed"]:
         raise typer.Exit(EXIT_SOME_FAILED)
 
@@ -154,6 +159,16 @@ def _read_ids(path: Path | None) -> frozenset[str] | None:
     if not ids:
         raise EdgecallError(f"{path}: the read-id list is empty")
     return ids
+
+
+def _report_missing(path: Path, missing: frozenset[str], max_reads: int | None, shown: int = 3) -> None:
+    """Name the listed read ids the run never met, so a wrong list or wrong inputs do not pass unseen."""
+    if not missing:
+        return
+    first = sorted(missing)[:shown]
+    more = f" and {len(missing) - shown} more" if len(missing) > shown else ""
+    why = "not found in the inputs" + (" or not reached within --max-reads" if max_reads is not None else "")
+    sys.stderr.write(f"edgecall: {len(missing)} read ids listed in {path} were {why}: {', '.join(first)}{more}\n")
 
 
 def _progress(files: int):  # noqa: ANN202 - tqdm or None

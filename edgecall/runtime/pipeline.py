@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from edgecall.config import ModelConfig, validate_chunking
-from edgecall.errors import EdgecallError
+from edgecall.errors import EdgecallError, UsageError
 from edgecall.package import ModelPackage
 from edgecall.runtime.background import background
 from edgecall.runtime.backends import Backend, open_backend
@@ -48,6 +48,15 @@ class RunOptions:
     skip_read_ids: frozenset[str] = frozenset()  # never these (already called, when resuming)
     max_reads: int | None = None  # stop after this many reads
     max_memory: int | None = None  # bytes the pipeline's buffers may use; None: no cap
+
+    def __post_init__(self) -> None:
+        """Refuse values that would otherwise be read as 'default' (0) or fail deep inside a runtime (-1)."""
+        for flag, value, least in (
+            ("--batch-size", self.batch_size, 1), ("--chunksize", self.chunksize, 1), ("--overlap", self.overlap, 0),
+            ("--threads", self.threads, 1), ("--max-reads", self.max_reads, 1), ("--max-memory", self.max_memory, 1),
+        ):
+            if value is not None and value < least:
+                raise UsageError(f"{flag} must be at least {least}, got {value}")
 
 
 @dataclass
@@ -94,12 +103,11 @@ class Basecaller:
         config = package.config
         self.package = package
         self.options = options
-        self.chunksize = options.chunksize or config.basecaller.chunksize
+        self.chunksize = options.chunksize if options.chunksize is not None else config.basecaller.chunksize
         self.overlap = options.overlap if options.overlap is not None else config.basecaller.overlap
+        _check_overlap(config, options, self.chunksize, self.overlap)
         validate_chunking(config, self.chunksize, self.overlap)
-        self.batch_size = options.batch_size or auto_batch_size(options.device)
-        if self.batch_size < 1:
-            raise EdgecallError(f"--batch-size must be at least 1, got {self.batch_size}")
+        self.batch_size = options.batch_size if options.batch_size is not None else auto_batch_size(options.device)
         self.queue_depth = QUEUE_DEPTH
         if options.max_memory is not None:
             self.batch_size, self.queue_depth = _fit_memory(config, self.chunksize, options)
@@ -337,6 +345,21 @@ def _fit_memory(config: ModelConfig, chunksize: int, options: RunOptions) -> tup
     raise EdgecallError(
         f"--max-memory {options.max_memory / 1e9:g} GB is too small for this model at chunksize {chunksize} "
         f"(needs about {need:.2f} GB); raise it or lower --chunksize"
+    )
+
+
+def _check_overlap(config: ModelConfig, options: RunOptions, chunksize: int, overlap: int) -> None:
+    """A chunk must be longer than the overlap it shares with its neighbours; say which option to change."""
+    if overlap < chunksize:
+        return
+    if options.chunksize is None:  # the model's chunksize, so --overlap is what was given
+        raise UsageError(f"--overlap {overlap} is not shorter than the model's chunksize {chunksize}: use an --overlap below {chunksize}")
+    whose = "--overlap" if options.overlap is not None else f"model '{config.name}'"
+    smallest = (overlap // config.stride + 1) * config.stride
+    raise UsageError(
+        f"--chunksize {chunksize} is no longer than the {overlap}-sample overlap between chunks ({whose}): "
+        f"use --chunksize {smallest} or more, a multiple of the stride {config.stride} (the model's is {config.basecaller.chunksize})"
+        + ("" if options.overlap is not None else ", or a smaller --overlap")
     )
 
 

@@ -13,6 +13,7 @@ from edgecall.runtime.backends import chunk_major
 
 
 T = TypeVar("T")
+VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO")  # OpenVINO devices that run on others, the CPU among them
 
 
 class OpenVinoBackend:
@@ -35,11 +36,15 @@ class OpenVinoBackend:
         except RuntimeError as exc:
             raise EdgecallError(f"{source}: OpenVINO could not read the model ({_first_line(exc)})") from None
         config: dict = {hints.performance_mode: hints.PerformanceMode.THROUGHPUT if batch_size >= 8 else hints.PerformanceMode.LATENCY}
+        # f32 explicitly: OpenVINO may pick bf16 where it is emulated, which ran 12-32x slower here,
+        # and bf16 calls differ from f32 ones; AUTO (or MULTI/HETERO) passes these on to the CPU it may pick
+        cpu: dict = {hints.inference_precision: ov.Type.f32}
+        if threads:
+            cpu[props.inference_num_threads] = int(threads)
         if target == "CPU":
-            # f32 explicitly: OpenVINO may pick bf16 where it is emulated, which ran 12-32x slower here
-            config[hints.inference_precision] = ov.Type.f32
-            if threads:
-                config[props.inference_num_threads] = int(threads)
+            config.update(cpu)
+        elif target.split(":")[0] in VIRTUAL_DEVICES:
+            config[props.device.properties] = {"CPU": cpu}
         try:
             self._compiled = core.compile_model(model, target, config)
         except RuntimeError as exc:
