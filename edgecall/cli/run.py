@@ -69,7 +69,7 @@ def run_command(
     )
     caller = Basecaller(package, options)
     writer = _open_output(output, package, emit_moves, resume)
-    summary = SummaryWriter(emit_summary) if emit_summary else None
+    summary = _open_summary(emit_summary, resume)
     sources = _sources(files, watch, recursive, watch_idle)
     counts = {"called": 0, "filtered": 0, "failed": 0, "bases": 0}
     met: set[str] = set()  # with --read-ids: the listed ids the inputs held
@@ -83,19 +83,16 @@ def run_command(
                 counts["failed"] += 1
                 where = f"{item.source}" + (f": read {item.read_id}" if item.read_id else "")
                 _note(progress, f"edgecall: skipped {where}: {item.reason}")
-                if summary:
-                    summary.failed(item)
                 continue
-            if item.mean_qscore < min_qscore:
+            passed = item.mean_qscore >= min_qscore
+            if summary:  # the row first: after a crash every read in the output has its row
+                summary.called(item, passed)
+            if not passed:
                 counts["filtered"] += 1
-                if summary:
-                    summary.called(item, status="filtered")
             else:
                 writer.write(item)
                 counts["called"] += 1
                 counts["bases"] += len(item.sequence)
-                if summary:
-                    summary.called(item)
             if progress is not None:
                 elapsed = max(time.perf_counter() - start, 1e-9)
                 progress.update(1)
@@ -140,6 +137,13 @@ def _open_output(output: Path | None, package, emit_moves: bool, resume: ResumeS
     if resume is not None:
         copy_prefix(resume, writer.write_raw)
     return writer
+
+
+def _open_summary(path: Path | None, resume: ResumeState | None) -> SummaryWriter | None:
+    """The summary writer; when resuming, the kept reads' old rows stay."""
+    if path is None:
+        return None
+    return SummaryWriter.resume(path, resume.read_ids) if resume is not None else SummaryWriter(path)
 
 
 def _sources(files: list[Path], watch: Path | None, recursive: bool, idle: float | None) -> Iterator[Path]:

@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 from edgecall.errors import EdgecallError
 from edgecall.runtime.read import CalledRead
+from edgecall.runtime.tags import fastq_tags, format_tag
 
 FLUSH_EVERY = 16  # records between flushes: a crash loses at most the unflushed tail, never half a record
 FLUSH_BYTES = 1 << 20  # or this many bytes, whichever comes first
@@ -19,17 +20,9 @@ GZIP_LEVEL = 6
 
 
 def format_record(called: CalledRead, model_name: str, *, emit_moves: bool = False, stride: int = 1) -> str:
-    """One FASTQ record with dorado-style SAM tags in the header."""
-    read = called.read
-    tags = [
-        f"qs:f:{called.mean_qscore:.2f}",
-        f"ch:i:{read.channel}",
-        f"st:Z:{read.start_time}",
-        f"RG:Z:{read.run_id}_{model_name}",
-    ]
-    if emit_moves:
-        tags.append("mv:B:c," + ",".join([str(stride), *map(str, called.moves.tolist())]))
-    header = "\t".join([f"@{read.read_id}", *tags])
+    """One FASTQ record with Dorado's read tags in the header (see edgecall.runtime.tags)."""
+    tags = fastq_tags(called, model_name, emit_moves=emit_moves, stride=stride)
+    header = "\t".join([f"@{called.read.read_id}", *map(format_tag, tags)])
     return f"{header}\n{called.sequence}\n+\n{called.qstring}\n"
 
 

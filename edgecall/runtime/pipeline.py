@@ -28,7 +28,7 @@ from edgecall.runtime.chunk import ChunkPlan, cut, plan_chunks
 from edgecall.runtime.decode import crf, ctc
 from edgecall.runtime.read import CalledRead, DecodedChunk, Read, ReadFailure
 from edgecall.runtime.readers import iter_reads
-from edgecall.runtime.signal import prepare
+from edgecall.runtime.signal import SCALING_NAMES, prepare_scaled
 from edgecall.runtime.stitch import stitch_decoded, stitch_scores
 
 AUTO_BATCH_SIZE = 16  # chunks per inference call when --batch-size is not given (see auto_batch_size)
@@ -79,6 +79,8 @@ class _Job:
     read: Read
     plan: ChunkPlan
     trimmed: int
+    shift: float  # pA the normalisation subtracted (sm:f)
+    scale: float  # pA per normalised unit (sd:f)
     chunks: np.ndarray | None  # (chunks, chunksize) float32 until batched
     pieces: list = field(default_factory=list)
 
@@ -185,12 +187,12 @@ class Basecaller:
                 )
                 continue
             t0 = time.perf_counter()
-            signal, trimmed = prepare(item, config.normalisation)
-            plan = plan_chunks(int(signal.shape[0]), self.chunksize, self.overlap, config.stride)
-            chunks = cut(signal, plan, self.chunksize)
+            prepared = prepare_scaled(item, config.normalisation)
+            plan = plan_chunks(int(prepared.signal.shape[0]), self.chunksize, self.overlap, config.stride)
+            chunks = cut(prepared.signal, plan, self.chunksize)
             self.times.normalise += time.perf_counter() - t0
             self.times.samples += item.num_samples
-            yield _Job(item, plan, trimmed, chunks)
+            yield _Job(item, plan, prepared.trimmed, prepared.shift, prepared.scale, chunks)
 
     def _batches(self, jobs: Iterator[_Job | ReadFailure]) -> Iterator[_Batch]:
         size, chunksize = self.batch_size, self.chunksize
@@ -246,8 +248,8 @@ class Basecaller:
                 if dec.kind == "crf":
                     cpu: list[float] = []
                     batch.results = crf.decode_batch(
-                        filled, mode=self.options.decode_mode, state_len=dec.state_len, beam_width=dec.beam_width,
-                        beam_cut=dec.beam_cut, blank_score=dec.blank_score, qscale=dec.qscale, qbias=dec.qbias,
+                        filled, mode=self.options.decode_mode, state_len=self.config.state_len, beam_width=dec.beam_width,
+                        beam_cut=dec.beam_cut, blank_score=self.config.blank_score, qscale=dec.qscale, qbias=dec.qbias,
                         cpu_seconds=cpu, pool=pool,
                     )
                     self.times.decode_cpu += sum(cpu)
@@ -299,6 +301,7 @@ class Basecaller:
         return CalledRead(
             read=job.read, sequence=called.sequence, qstring=called.qstring,
             mean_qscore=crf.mean_qscore(called.qstring), moves=called.moves, trimmed_samples=job.trimmed,
+            shift=job.shift, scale=job.scale, scaling=SCALING_NAMES[self.config.normalisation.strategy],
         )
 
 

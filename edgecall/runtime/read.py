@@ -8,6 +8,22 @@ from pathlib import Path
 import numpy as np
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """The run's facts that output headers carry (BAM @RG, FASTQ DT/PU, the summary); '' where the file is silent."""
+
+    acquisition_start: str = ""  # ISO-8601 UTC start of the acquisition (@RG DT, FASTQ DT:Z)
+    flow_cell_id: str = ""  # @RG PU, FASTQ PU:Z
+    device_id: str = ""  # sequencer position, e.g. X4 or MN12345 (@RG PM)
+    sample_id: str = ""  # @RG LB and SM
+    experiment_id: str = ""  # MinKNOW's experiment name
+    flow_cell_product_code: str = ""  # e.g. FLO-MIN114
+    sequencing_kit: str = ""  # e.g. sqk-lsk114
+
+
+NO_RUN_INFO = RunInfo()
+
+
 @dataclass(frozen=True, eq=False)
 class Read:
     """One raw read as the sequencer wrote it."""
@@ -21,6 +37,11 @@ class Read:
     start_time: str  # ISO-8601 UTC time of the read's first sample, e.g. 2021-01-01T00:00:00.000+00:00
     run_id: str  # acquisition/run id (RG tag prefix)
     source: Path  # file the read came from
+    mux: int = 0  # well of the channel the read came through (mx:i); 0: unknown
+    read_number: int = 0  # the channel's read counter (rn:i)
+    start_sample: int = 0  # samples since the acquisition started (summary start_time = start_sample / sample_rate)
+    end_reason: str = ""  # why the read ended, e.g. signal_positive; '': unknown
+    run: RunInfo = NO_RUN_INFO  # the run's header facts
 
     @property
     def num_samples(self) -> int:
@@ -59,3 +80,6 @@ class CalledRead:
     mean_qscore: float  # mean Q from base 60 on (the qs:f tag)
     moves: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # (frames,) uint8
     trimmed_samples: int = 0  # samples dropped at the start before chunking
+    shift: float = 0.0  # pA the normalisation subtracted (sm:f)
+    scale: float = 1.0  # pA per normalised unit (sd:f)
+    scaling: str = "none"  # the normalisation's name as Dorado's sv:Z writes it (med_mad, quantile, pa, none)

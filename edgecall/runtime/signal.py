@@ -25,6 +25,8 @@ the first 10 samples.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from edgecall.config import NormalisationConfig
@@ -44,28 +46,56 @@ TRIM_MAX_SAMPLES = 8000  # the adapter is searched for in this many first sample
 TRIM_MAX_FRACTION = 0.3  # a trim longer than this share of the read is not believed
 
 
+SCALING_NAMES = {"medmad": "med_mad", "quantile": "quantile", "pa": "pa", "none": "none"}  # as Dorado's sv:Z tag
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """A read's signal as the network sees it, and how it got there (the sm/sd/sv/ts tags)."""
+
+    signal: np.ndarray  # (samples - trimmed,) float32
+    trimmed: int  # samples dropped at the start
+    shift: float  # pA subtracted
+    scale: float  # pA per normalised unit
+
+
 def normalise(pa: np.ndarray, config: NormalisationConfig) -> np.ndarray:
     """(samples,) pA -> (samples,) float32 in the units the model was trained on."""
+    x = _signal_of(pa)
+    shift, scale = scaling(x, config)
+    return _apply(x, shift, scale)
+
+
+def scaling(pa: np.ndarray, config: NormalisationConfig) -> tuple[float, float]:
+    """(shift, scale) in pA that ``config`` takes from this signal: normalised = (pA - shift) / scale."""
+    x = _signal_of(pa)
+    strategy = config.strategy
+    if x.size == 0 or strategy == "none":
+        return 0.0, 1.0
+    if strategy == "medmad":
+        return med_mad(x)
+    if strategy == "quantile":
+        qa, qb = np.quantile(x, [config.quantile_a, config.quantile_b])
+        return (max(MIN_QUANTILE_SHIFT, config.shift_multiplier * float(qa + qb)),
+                max(MIN_QUANTILE_SCALE, config.scale_multiplier * float(qb - qa)))
+    if strategy == "pa":
+        if not config.stdev > 0:
+            raise EdgecallError(f"pa normalisation needs a positive stdev, got {config.stdev}")
+        return config.mean, config.stdev
+    # NormalisationConfig validates the name; this guards a new strategy added there only
+    raise EdgecallError(f"unknown normalisation strategy '{strategy}'")
+
+
+def _signal_of(pa: np.ndarray) -> np.ndarray:
     x = np.asarray(pa, dtype=np.float32)
     if x.ndim != 1:
         raise ValueError(f"expected a 1-D signal, got shape {x.shape}")
-    if x.size == 0:
+    return x
+
+
+def _apply(x: np.ndarray, shift: float, scale: float) -> np.ndarray:
+    if shift == 0.0 and scale == 1.0:
         return x.copy()
-    strategy = config.strategy
-    if strategy == "medmad":
-        shift, scale = med_mad(x)
-    elif strategy == "quantile":
-        qa, qb = np.quantile(x, [config.quantile_a, config.quantile_b])
-        shift = max(MIN_QUANTILE_SHIFT, config.shift_multiplier * float(qa + qb))
-        scale = max(MIN_QUANTILE_SCALE, config.scale_multiplier * float(qb - qa))
-    elif strategy == "pa":
-        if not config.stdev > 0:
-            raise EdgecallError(f"pa normalisation needs a positive stdev, got {config.stdev}")
-        shift, scale = config.mean, config.stdev
-    elif strategy == "none":
-        return x.copy()
-    else:  # NormalisationConfig validates the name; this guards a new strategy added there only
-        raise EdgecallError(f"unknown normalisation strategy '{strategy}'")
     return ((x - np.float32(shift)) / np.float32(scale)).astype(np.float32, copy=False)
 
 
@@ -105,18 +135,26 @@ def trim(signal: np.ndarray) -> int:
 
 
 def prepare(read: Read, config: NormalisationConfig) -> tuple[np.ndarray, int]:
-    """The read as the network sees it: ((samples - trimmed,) float32, samples trimmed).
+    """The read as the network sees it: ((samples - trimmed,) float32, samples trimmed); see :func:`prepare_scaled`."""
+    prepared = prepare_scaled(read, config)
+    return prepared.signal, prepared.trimmed
+
+
+def prepare_scaled(read: Read, config: NormalisationConfig) -> Prepared:
+    """The read as the network sees it, with the trim and the scaling used.
 
     Trim decisions are made on the normalised signal, as dorado does. For
     medmad the median and MAD are then taken again from the kept signal, as
     bonito's R9.4.1 path computes them after trimming; quantile and pa keep the
     whole-read statistics, as dorado.
     """
-    pa = read.pa()
-    signal = normalise(pa, config)
+    pa = _signal_of(read.pa())
+    shift, scale = scaling(pa, config)
+    signal = _apply(pa, shift, scale)
     if not config.trim:
-        return signal, 0
+        return Prepared(signal, 0, shift, scale)
     trimmed = trim(signal)
     if trimmed and config.strategy == "medmad":
-        return normalise(pa[trimmed:], config), trimmed
-    return np.ascontiguousarray(signal[trimmed:]), trimmed
+        shift, scale = scaling(pa[trimmed:], config)
+        return Prepared(_apply(pa[trimmed:], shift, scale), trimmed, shift, scale)
+    return Prepared(np.ascontiguousarray(signal[trimmed:]), trimmed, shift, scale)

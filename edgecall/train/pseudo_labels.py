@@ -97,8 +97,8 @@ def read_calls(path: Path) -> dict[str, Call]:
 def _summary_trims(path: Path) -> dict[str, int]:
     try:
         header, *rows = [line.split("\t") for line in Path(path).read_text().splitlines()]
-        column = header.index("trimmed_samples")
-        return {row[0]: int(row[column]) for row in rows if row[column].isdigit()}
+        column, key = header.index("trimmed_samples"), header.index("read_id")
+        return {row[key]: int(row[column]) for row in rows if row[column].isdigit()}
     except (OSError, ValueError, IndexError) as exc:
         raise EdgecallError(f"{path}: not an edgecall summary TSV with trimmed_samples ({exc})") from None
 

@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 import vbz_h5py_plugin  # noqa: F401  (registers ONT's VBZ HDF5 filter on import)
 
-from edgecall.runtime.read import Read, ReadFailure
+from edgecall.runtime.read import Read, ReadFailure, RunInfo
 from edgecall.runtime.readers import describe, is_read_id, start_time_iso
 
 MULTI_READ_PREFIX = "read_"
@@ -132,7 +132,56 @@ def _read(handle: h5py.File, path: Path, raw: h5py.Group, raw_path: str, global_
         start_time=start_time_iso(exp_start, start_sample, rate),
         run_id=run_id,
         source=path,
+        mux=_optional_int(raw.attrs, "start_mux"),
+        read_number=_optional_int(raw.attrs, "read_number"),
+        start_sample=start_sample,
+        end_reason=_end_reason(raw.attrs),
+        run=_run_info(handle, global_key, tracking_id, exp_start),
     )
+
+
+def _run_info(handle: h5py.File, global_key: str, tracking_id: Mapping[str, Any], exp_start: datetime) -> RunInfo:
+    """Header facts from tracking_id (and context_tags for the kit); absent ones stay ''."""
+    context = handle.get(f"{global_key}/context_tags")
+    kit = _optional_text(context.attrs, "sequencing_kit") if isinstance(context, h5py.Group) else ""
+    return RunInfo(
+        acquisition_start=start_time_iso(exp_start, 0, 1),
+        flow_cell_id=_optional_text(tracking_id, "flow_cell_id"), device_id=_optional_text(tracking_id, "device_id"),
+        sample_id=_optional_text(tracking_id, "sample_id"), experiment_id=_optional_text(tracking_id, "experiment_name"),
+        flow_cell_product_code=_optional_text(tracking_id, "flow_cell_product_code"), sequencing_kit=kit,
+    )
+
+
+# MinKNOW's end_reason enumeration in fast5 (ont_fast5_api), named as pod5 names them
+_END_REASONS = {0: "unknown", 1: "partial", 2: "mux_change", 3: "unblock_mux_change", 4: "data_service_unblock_mux_change",
+                5: "signal_positive", 6: "signal_negative"}
+
+
+def _end_reason(attrs: Mapping[str, Any]) -> str:
+    try:
+        value = _value(attrs, "end_reason", "")
+    except _BadRead:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace").strip()
+    if isinstance(value, (int, np.integer)):
+        return _END_REASONS.get(int(value), "")
+    return str(value).strip()
+
+
+def _optional_text(attrs: Mapping[str, Any], name: str) -> str:
+    """An attribute that output headers like to have but a read does not need; '' when absent or odd."""
+    try:
+        return _text(attrs, name, "") if name in attrs else ""
+    except _BadRead:
+        return ""
+
+
+def _optional_int(attrs: Mapping[str, Any], name: str) -> int:
+    try:
+        return _integer(_value(attrs, name, ""), name) if name in attrs else 0
+    except _BadRead:
+        return 0
 
 
 def _signal(dataset: h5py.Dataset) -> np.ndarray:

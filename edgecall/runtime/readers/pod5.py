@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pod5
 
-from edgecall.runtime.read import Read, ReadFailure
+from edgecall.runtime.read import Read, ReadFailure, RunInfo
 from edgecall.runtime.readers import describe, is_read_id, start_time_iso
 
 
@@ -71,6 +71,16 @@ def _validate(reader: pod5.Reader) -> None:
             table.get_batch(index).validate(full=True)
 
 
+def run_info_of(run_info: pod5.RunInfo) -> RunInfo:
+    """The header facts of one pod5 run-info row."""
+    return RunInfo(
+        acquisition_start=start_time_iso(run_info.acquisition_start_time, 0, 1),
+        flow_cell_id=str(run_info.flow_cell_id), device_id=str(run_info.sequencer_position),
+        sample_id=str(run_info.sample_id), experiment_id=str(run_info.experiment_name),
+        flow_cell_product_code=str(run_info.flow_cell_product_code), sequencing_kit=str(run_info.sequencing_kit),
+    )
+
+
 def _read(record: pod5.ReadRecord, path: Path) -> Read | ReadFailure:
     read_id: str | None = None
     try:
@@ -97,6 +107,11 @@ def _read(record: pod5.ReadRecord, path: Path) -> Read | ReadFailure:
             start_time=start_time_iso(run_info.acquisition_start_time, start_sample, sample_rate),
             run_id=str(run_info.acquisition_id),
             source=path,
+            mux=int(record.pore.well),
+            read_number=int(record.read_number),
+            start_sample=start_sample,
+            end_reason=record.end_reason.name,
+            run=run_info_of(run_info),
         )
     except Exception as exc:
         return ReadFailure(path, "unreadable read: " + describe(exc), read_id)

@@ -1,0 +1,142 @@
+"""Outputs the ecosystem reads: the sequencing summary (nanoget/NanoPlot), FASTQ header tags, BAM/SAM (pysam)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fastq_records import read_fastq
+
+MODEL = "deepnano-blitz-w48"  # the smallest bundled model: real calls, fast
+
+
+def edgecall(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgecall", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def lambda_pod5(shared_data: Path) -> Path:
+    return shared_data / "accuracy" / "lambda_r941" / "lambda_r941.pod5"
+
+
+def pod5_facts(path: Path) -> dict[str, dict]:
+    """What pod5 itself says of each read, to check the outputs against."""
+    import pod5
+
+    with pod5.Reader(path) as reader:
+        return {
+            str(r.read_id): {"start": r.start_sample / r.run_info.sample_rate, "samples": r.num_samples,
+                             "channel": r.pore.channel, "mux": r.pore.well, "read_number": r.read_number,
+                             "run_id": r.run_info.acquisition_id, "flow_cell": r.run_info.flow_cell_id}
+            for r in reader.reads()
+        }
+
+
+def summary_rows(path: Path) -> list[dict[str, str]]:
+    header, *rows = [line.split("\t") for line in path.read_text().splitlines()]
+    assert all(len(row) == len(header) for row in rows)
+    return [dict(zip(header, row)) for row in rows]
+
+
+# ---- summary -------------------------------------------------------------------------------
+
+
+def test_summary_is_read_by_nanoget_and_matches_the_reads(lambda_pod5: Path, tmp_path: Path) -> None:
+    from nanoget.extraction_functions import process_summary
+
+    result = edgecall("run", "--model", MODEL, "--max-reads", "6", "-o", str(tmp_path / "calls.fastq"),
+                      "--emit-summary", str(tmp_path / "summary.tsv"), str(lambda_pod5))
+    assert result.returncode == 0, result.stderr
+    records = {r.read_id: r for r in read_fastq(tmp_path / "calls.fastq")}
+    frame = process_summary(str(tmp_path / "summary.tsv"), readtype="1D", barcoded=False)  # NanoPlot --summary's loader
+    assert len(frame) == len(records) == 6
+    assert sorted(frame["lengths"]) == sorted(len(r.sequence) for r in records.values())
+    rows = summary_rows(tmp_path / "summary.tsv")
+    facts = pod5_facts(lambda_pod5)
+    for row in rows:
+        record, fact = records[row["read_id"]], facts[row["read_id"]]
+        assert row["mean_qscore_template"] == record.tags["qs"].removeprefix("f:")
+        assert int(row["sequence_length_template"]) == len(record.sequence)
+        assert float(row["start_time"]) == pytest.approx(fact["start"], abs=1e-6)
+        assert float(row["duration"]) == pytest.approx(fact["samples"] / 4000, abs=1e-6)
+        assert (int(row["channel"]), int(row["mux"]), row["run_id"]) == (fact["channel"], fact["mux"], fact["run_id"])
+        assert row["passes_filtering"] == "TRUE" and row["filename"] == lambda_pod5.name
+
+
+def test_filtered_reads_have_rows_that_do_not_pass(lambda_pod5: Path, tmp_path: Path) -> None:
+    result = edgecall("run", "--model", MODEL, "--max-reads", "3", "--min-qscore", "60",
+                      "--emit-summary", str(tmp_path / "summary.tsv"), str(lambda_pod5))
+    assert result.returncode == 0 and result.stdout == ""
+    rows = summary_rows(tmp_path / "summary.tsv")
+    assert len(rows) == 3 and {row["passes_filtering"] for row in rows} == {"FALSE"}
+
+
+def test_resume_keeps_the_kept_reads_rows_and_drops_the_others(lambda_pod5: Path, tmp_path: Path) -> None:
+    out, summary = tmp_path / "calls.fastq", tmp_path / "summary.tsv"
+    first = edgecall("run", "--model", MODEL, "--max-reads", "5", "-o", str(out), "--emit-summary", str(summary), str(lambda_pod5))
+    assert first.returncode == 0, first.stderr
+    records = read_fastq(out)
+    text = out.read_text()
+    out.write_text(text[: text.rindex("\n@") + 1] + "@cut-off")  # the last record cut by a crash: it is called again
+    old_rows = summary.read_text().splitlines()
+    with open(summary, "a") as fh:
+        fh.write(old_rows[1] + "\n")  # a duplicate row
+        fh.write(old_rows[2][:30])  # and a row cut off mid-line
+    result = edgecall("run", "--model", MODEL, "--max-reads", "3", "--resume-from", str(out), "-o", str(out),
+                      "--emit-summary", str(summary), str(lambda_pod5))
+    assert result.returncode == 0, result.stderr
+    rows = summary_rows(summary)
+    ids = [row["read_id"] for row in rows]
+    assert len(ids) == len(set(ids)) == 4 + 3  # 4 kept, 3 new (the cut-off one among them)
+    assert ids == [r.read_id for r in read_fastq(out)]
+    assert summary.read_text().splitlines()[1:5] == [line for line in old_rows[1:] if line.split("\t")[1] in ids[:4]]
+    assert records[4].read_id in ids[4:]
+
+
+def test_summary_rows_survive_a_sigkill(lambda_pod5: Path, tmp_path: Path) -> None:
+    out, summary = tmp_path / "calls.fastq", tmp_path / "summary.tsv"
+    proc = subprocess.Popen([sys.executable, "-m", "edgecall", "run", "--model", MODEL, "--batch-size", "2", "-o", str(out),
+                             "--emit-summary", str(summary), str(lambda_pod5)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size == 0):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    text = out.read_text()
+    written = {r.read_id for r in read_fastq_text(text[: text.rindex("\n@") + 1] if "\n@" in text else "")}
+    rows = summary_rows_text(summary.read_text())
+    assert written and written <= {row["read_id"] for row in rows}
+
+
+def read_fastq_text(text: str) -> list:
+    from fastq_records import parse
+
+    return parse(text) if text else []
+
+
+def summary_rows_text(text: str) -> list[dict[str, str]]:
+    lines = text.split("\n")[:-1]  # whole lines only
+    header = lines[0].split("\t")
+    return [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+
+
+# ---- FASTQ header tags ---------------------------------------------------------------------
+
+
+def test_fastq_headers_carry_dorado_tags(lambda_pod5: Path, tmp_path: Path) -> None:
+    result = edgecall("run", "--model", MODEL, "--max-reads", "2", str(lambda_pod5))
+    assert result.returncode == 0, result.stderr
+    facts = pod5_facts(lambda_pod5)
+    from fastq_records import parse
+
+    for record in parse(result.stdout):
+        fact, tags = facts[record.read_id], record.tags
+        assert {"RG", "DT", "ch", "st", "PU", "qs", "du", "ns", "ts", "mx", "rn", "fn", "sm", "sd", "sv"} <= set(tags)
+        assert tags["PU"] == f"Z:{fact['flow_cell']}" and tags["DT"] == "Z:2021-03-15T15:36:48.000+00:00"
+        assert tags["ns"] == f"i:{fact['samples']}" and tags["mx"] == f"i:{fact['mux']}" and tags["rn"] == f"i:{fact['read_number']}"
+        assert tags["RG"] == f"Z:{fact['run_id']}_{MODEL}" and tags["sv"] == "Z:med_mad"
