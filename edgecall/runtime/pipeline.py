@@ -1,9 +1,13 @@
 """The one module that chains the stages: read -> prepare -> batch -> infer -> decode -> stitch.
 
-Each stage is an iterator; :func:`background` runs the reading, inference and
+Each stage is an iterator; :class:`Stages` runs the reading, inference and
 decoding stages in their own threads behind small bounded queues, so I/O,
 inference and decoding overlap while memory stays flat. Called reads come out
 in input order; failed reads come out as :class:`ReadFailure` in their place.
+An :class:`Idle` marker in the input (a watched folder waiting) comes out
+after every read before it is finished. :meth:`Basecaller.stop_reading` ends
+the input early (Ctrl-C) with the reads already read still finished;
+:meth:`Basecaller.close` stops everything and waits for the stage threads.
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ import numpy as np
 from edgecall.config import ModelConfig, validate_chunking
 from edgecall.errors import EdgecallError, UsageError
 from edgecall.package import ModelPackage
-from edgecall.runtime.background import background
+from edgecall.runtime.background import Stages
 from edgecall.runtime.backends import Backend, open_backend
 from edgecall.runtime.chunk import ChunkPlan, cut, plan_chunks
 from edgecall.runtime.decode import crf, ctc
-from edgecall.runtime.read import CalledRead, DecodedChunk, Read, ReadFailure
+from edgecall.runtime.read import IDLE, CalledRead, DecodedChunk, Idle, Read, ReadFailure
 from edgecall.runtime.readers import iter_reads
 from edgecall.runtime.signal import SCALING_NAMES, prepare_scaled
 from edgecall.runtime.stitch import stitch_decoded, stitch_scores
@@ -91,9 +95,10 @@ class _Job:
 
 @dataclass(eq=False)
 class _Batch:
-    data: np.ndarray  # (batch, 1, chunksize) float32
+    data: np.ndarray | None  # (batch, 1, chunksize) float32; None for a marker and once inferred
     owners: list[tuple[_Job, int]]  # (job, chunk index) per filled row
     started: list[_Job | ReadFailure]  # entries first seen in this batch, input order
+    idle: bool = False  # an Idle marker (no data): everything before it is to be finished now
     scores: np.ndarray | None = None  # (frames, batch, C) after inference
     results: list | None = None  # per owner: DecodedChunk (CRF) or (frames, C) scores (CTC)
 
@@ -121,21 +126,44 @@ class Basecaller:
         )
         self.times = StageTimes()
         self._times_lock = threading.Lock()  # finishing threads add to times.decode
+        self._stop_reading = threading.Event()
+        self._runs: list[tuple[Iterator, Stages]] = []  # runs started, so close() can stop them
 
     @property
     def config(self) -> ModelConfig:
         return self.package.config
 
-    def run(self, inputs: Iterable[Path]) -> Iterator[CalledRead | ReadFailure]:
+    def run(self, inputs: Iterable[Path | Idle]) -> Iterator[CalledRead | ReadFailure | Idle]:
         depth = self.queue_depth
-        jobs = background(self._prepared(self._reads(inputs)), depth, "read")
+        stages = Stages()
+        jobs = stages.background(self._prepared(self._reads(inputs)), depth, "read")
         # scores are the big buffers (frames x batch x C float32): keep few of them queued
-        inferred = background(self._infer(self._batches(jobs)), max(1, depth // 2), "infer")
-        decoded = background(self._decode(inferred), depth, "decode")
-        return self._assemble(decoded)
+        inferred = stages.background(self._infer(self._batches(jobs)), max(1, depth // 2), "infer")
+        decoded = stages.background(self._decode(inferred), depth, "decode")
+        results = self._assemble(decoded)
+        self._runs.append((results, stages))
+        return results
+
+    def stop_reading(self) -> None:
+        """Read no more input; reads already read are still finished and come out (Ctrl-C)."""
+        self._stop_reading.set()
+
+    def reading_stopped(self) -> bool:
+        return self._stop_reading.is_set()
 
     def close(self) -> None:
-        self.backend.close()
+        """Stop any run still going, wait for its threads, then release the backend.
+
+        A thread still inside inference after the wait keeps the backend (the
+        process must then leave without running destructors; see cli.main).
+        """
+        ended = True
+        for results, stages in self._runs:
+            results.close()  # type: ignore[attr-defined]
+            ended = stages.close() and ended
+        self._runs = []
+        if ended:
+            self.backend.close()
 
     def _workers(self) -> int:
         """The CPU threads the run may use: --threads, else every CPU."""
@@ -153,11 +181,11 @@ class Basecaller:
 
     # ---- stages ---------------------------------------------------------------
 
-    def _reads(self, inputs: Iterable[Path]) -> Iterator[Read | ReadFailure]:
+    def _reads(self, inputs: Iterable[Path | Idle]) -> Iterator[Read | ReadFailure | Idle]:
         taken = 0
         seen: set[int] = set()  # hashes of read ids: a few tens of bytes per read, millions of reads fit
         source = iter_reads(inputs, read_ids=self.options.read_ids, skip_ids=self.options.skip_read_ids or None)
-        while self.options.max_reads is None or taken < self.options.max_reads:
+        while (self.options.max_reads is None or taken < self.options.max_reads) and not self._stop_reading.is_set():
             t0 = time.perf_counter()
             item = next(source, None)
             self.times.read += time.perf_counter() - t0
@@ -172,10 +200,10 @@ class Basecaller:
                     taken += 1
             yield item
 
-    def _prepared(self, reads: Iterator[Read | ReadFailure]) -> Iterator[_Job | ReadFailure]:
+    def _prepared(self, reads: Iterator[Read | ReadFailure | Idle]) -> Iterator[_Job | ReadFailure | Idle]:
         config = self.config
         for item in reads:
-            if isinstance(item, ReadFailure):
+            if isinstance(item, (ReadFailure, Idle)):
                 yield item
                 continue
             if item.sample_rate != config.sample_rate:
@@ -194,12 +222,19 @@ class Basecaller:
             self.times.samples += item.num_samples
             yield _Job(item, plan, prepared.trimmed, prepared.shift, prepared.scale, chunks)
 
-    def _batches(self, jobs: Iterator[_Job | ReadFailure]) -> Iterator[_Batch]:
+    def _batches(self, jobs: Iterator[_Job | ReadFailure | Idle]) -> Iterator[_Batch]:
         size, chunksize = self.batch_size, self.chunksize
         data = np.zeros((size, 1, chunksize), np.float32)
         owners: list[tuple[_Job, int]] = []
         started: list[_Job | ReadFailure] = []
         for item in jobs:
+            if isinstance(item, Idle):  # send the part-filled batch now, then the marker behind it
+                if owners or started:
+                    yield _Batch(data, owners, started)
+                    data = np.zeros((size, 1, chunksize), np.float32)
+                    owners, started = [], []
+                yield _Batch(None, [], [], idle=True)
+                continue
             started.append(item)
             if isinstance(item, ReadFailure):
                 continue
@@ -279,6 +314,10 @@ class Basecaller:
                     finishing.append(head if isinstance(head, ReadFailure) else pool.submit(self._finish, head))
                 while finishing and (len(finishing) > 2 * workers or _ready(finishing[0])):
                     yield _result_of(finishing.popleft())
+                if batch.idle:  # every read before the marker had all its chunks back: finish them all
+                    while finishing:
+                        yield _result_of(finishing.popleft())
+                    yield IDLE
             for head in pending:  # only failures can remain once every batch is in
                 finishing.append(head if isinstance(head, ReadFailure) else pool.submit(self._finish, head))
             while finishing:
@@ -325,8 +364,9 @@ def auto_batch_size(device: str) -> int:
     return AUTO_BATCH_SIZE
 
 
-def _data_of(batch: _Batch) -> np.ndarray:
-    return batch.data
+def _data_of(batch: _Batch) -> np.ndarray | None:
+    """A batch's signal; None (a barrier, see Backend.stream) for a marker or a batch of failures only."""
+    return batch.data if batch.owners else None
 
 
 def batch_bytes(config: ModelConfig, chunksize: int, batch_size: int) -> int:

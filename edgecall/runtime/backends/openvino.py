@@ -61,20 +61,30 @@ class OpenVinoBackend:
         self._request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
         return chunk_major(self._request.get_output_tensor(0).data)
 
-    def stream(self, items: Iterable[T], data_of: Callable[[T], np.ndarray]) -> Iterator[tuple[T, np.ndarray]]:
+    def stream(self, items: Iterable[T], data_of: Callable[[T], np.ndarray | None]) -> Iterator[tuple[T, np.ndarray | None]]:
         """Infer many batches with several requests in flight (OpenVINO's throughput streams),
-        yielding (item, scores) in input order."""
+        yielding (item, scores) in input order; an item without data drains them (see Backend.stream)."""
         requests = [self._compiled.create_infer_request() for _ in range(self.parallel_requests)]
         free = deque(requests)
         inflight: deque = deque()
-        for item in items:
-            if not free:
+        try:
+            for item in items:
+                data = data_of(item)
+                if data is None:
+                    while inflight:
+                        yield self._finish(inflight, free)
+                    yield item, None
+                    continue
+                if not free:
+                    yield self._finish(inflight, free)
+                request = free.popleft()
+                request.start_async({0: np.ascontiguousarray(data, dtype=np.float32)})
+                inflight.append((request, item))
+            while inflight:
                 yield self._finish(inflight, free)
-            request = free.popleft()
-            request.start_async({0: np.ascontiguousarray(data_of(item), dtype=np.float32)})
-            inflight.append((request, item))
-        while inflight:
-            yield self._finish(inflight, free)
+        finally:  # closed early: the requests must end before the model they run on is released
+            for request, _ in inflight:
+                request.wait()
 
     @staticmethod
     def _finish(inflight: deque, free: deque) -> tuple:
