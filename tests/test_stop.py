@@ -163,3 +163,68 @@ def _ids(paths: list[Path]) -> set[str]:
             ids.update(str(r.read_id) for r in reader.reads())
     return ids
 
+
+def _descendants(root: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, ppid in parents.items():
+            if ppid in found and pid not in found:
+                found.add(pid)
+                grew = True
+    return found - {root}
+
+
+def _multi_read_fast5(shared_data: Path, path: Path) -> Path:
+    """The 50 lambda reads in one multi-read fast5: more than the reader child may queue, so it blocks."""
+    import h5py
+    import vbz_h5py_plugin  # noqa: F401
+
+    with h5py.File(path, "w") as out:
+        for single in sorted((shared_data / "accuracy" / "lambda_r941" / "fast5").glob("*.fast5")):
+            with h5py.File(single, "r") as f:
+                reads = f["Raw/Reads"]
+                raw = reads[next(iter(reads))]
+                group = out.create_group(f"read_{single.stem}")
+                f.copy(raw, group, "Raw")
+                f.copy(f["UniqueGlobalKey/channel_id"], group, "channel_id")
+                f.copy(f["UniqueGlobalKey/tracking_id"], group, "tracking_id")
+    return path
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+@pytest.mark.parametrize("case", ["blocked", "hung"])
+def test_fast5_helper_processes_die_with_a_killed_run(case: str, shared_data: Path, tmp_path: Path) -> None:
+    """kill -9 of the run: its forkserver, the reader child (blocked on a full queue, or spinning inside
+    libhdf5 with the GIL held) and multiprocessing's resource tracker are gone within seconds."""
+    import os
+
+    if case == "blocked":
+        source = _multi_read_fast5(shared_data, tmp_path / "multi.fast5")
+    else:
+        source = Path(__file__).parent / "data" / "hdf5_hang.fast5"
+    env = {**os.environ, "EDGECALL_READ_STALL_SECONDS": "600"}
+    proc = subprocess.Popen([sys.executable, "-m", "edgecall", "run", "--model", MODEL, "--batch-size", "1", str(source)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    helpers: set[int] = set()
+    try:
+        assert _wait_for(lambda: len(_descendants(proc.pid)) >= 3, 60), "the fast5 reader child did not start"
+        time.sleep(1.0)  # the child is blocked on its queue, or inside the hang, by now
+        helpers = _descendants(proc.pid)
+        proc.kill()
+        proc.wait()
+        assert _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in helpers), 5), "helpers outlived the run"
+    finally:
+        for pid in helpers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
