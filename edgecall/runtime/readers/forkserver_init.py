@@ -2,7 +2,10 @@
 
 It loads the fast5 reader once for every child forked from the server, and
 has the server die with the run that started it (see parent_death): its
-children in turn die with it. Imported anywhere else, it changes nothing.
+children in turn die with it. On Linux the kernel signals the server when the
+thread that started it ends (the run's reading thread): a later run's first
+fast5 starts a new server, as multiprocessing restarts a dead one. Imported
+anywhere else, this module changes nothing.
 """
 
 from __future__ import annotations
