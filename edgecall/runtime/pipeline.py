@@ -57,8 +57,8 @@ class RunOptions:
         """Refuse values that would otherwise be read as 'default' (0) or fail deep inside a runtime (-1)."""
         for flag, value, least in (
             ("--batch-size", self.batch_size, 1), ("--chunksize", self.chunksize, 1), ("--overlap", self.overlap, 0),
-            ("--threads", self.threads, 1), ("--max-reads", self.max_reads, 1), ("--max-memory", self.max_memory, 1),
-        ):
+            ("--threads", self.threads, 1), ("--max-reads", self.max_reads, 1),
+        ):  # a --max-memory too small for anything is named by _fit_memory, in GB
             if value is not None and value < least:
                 raise UsageError(f"{flag} must be at least {least}, got {value}")
 
