@@ -92,7 +92,7 @@ def installed_models(directory: Path | None = None) -> list[InstalledModel]:
 
 def _fits(model: InstalledModel, run: RunChemistry) -> bool:
     config = model.config
-    return check_run(run, config.name, config.chemistry, config.sample_rate).refusal is None and (
+    return check_run(run, config.name, config.chemistry, config.sample_rate, config.resample_from).refusal is None and (
         run.pore is None or pore(config.chemistry) == run.pore)
 
 

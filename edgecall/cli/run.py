@@ -160,7 +160,7 @@ def _advice(chemistry: RunChemistry, directory: Path | None) -> str:
     """What a refused file's line adds: the installed models that would call it, or how to get one."""
     fitting = [m.name for m in catalog.installed_models(directory)
                if chemistry.pore is not None and pore(m.config.chemistry) == chemistry.pore
-               and m.config.sample_rate == chemistry.sample_rate]
+               and chemistry.sample_rate in (m.config.sample_rate, *m.config.resample_from)]
     label = LABELS.get(chemistry.pore or "", "these")
     if fitting:
         return f"installed {label} models: {', '.join(fitting)} (--model NAME, or leave --model out)"

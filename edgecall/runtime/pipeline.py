@@ -33,6 +33,7 @@ from edgecall.runtime.chunk import ChunkPlan, cut, plan_chunks
 from edgecall.runtime.decode import crf, ctc
 from edgecall.runtime.read import IDLE, CalledRead, DecodedChunk, Idle, Read, ReadFailure
 from edgecall.runtime.readers import iter_reads
+from edgecall.runtime.resample import resample_read
 from edgecall.runtime.signal import SCALING_NAMES, prepare_scaled
 from edgecall.runtime.stitch import stitch_decoded, stitch_scores
 
@@ -234,7 +235,8 @@ class Basecaller:
             key = (item.run.flow_cell_product_code, item.run.sequencing_kit, item.sample_rate)
             if key not in checks:
                 chemistry = run_chemistry(*key)
-                checks[key] = (chemistry, check_run(chemistry, config.name, config.chemistry, config.sample_rate))
+                checks[key] = (chemistry, check_run(chemistry, config.name, config.chemistry, config.sample_rate,
+                                                    config.resample_from))
             chemistry, check = checks[key]
             if check.refusal is not None:
                 reason = check.refusal + (f"; {self.advice(chemistry)}" if self.advice else "")
@@ -243,7 +245,7 @@ class Basecaller:
             if check.warning is not None and (item.source, key) not in warned:
                 warned.add((item.source, key))
                 self.warn(f"{item.source}: reads {check.warning}")
-            yield item
+            yield resample_read(item, config.sample_rate) if check.resample else item
         yield from flush()
 
     def _prepared(self, reads: Iterator[Read | ReadFailure | Idle]) -> Iterator[_Job | ReadFailure | Idle]:
