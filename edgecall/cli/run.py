@@ -6,6 +6,7 @@ finished but some files or reads failed (each named on stderr).
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -15,11 +16,11 @@ import typer
 
 from edgecall.errors import EdgecallError
 from edgecall.package import DEFAULT_MODEL, load_package
-from edgecall.runtime.fastq import FastqWriter
 from edgecall.runtime.pipeline import Basecaller, RunOptions
 from edgecall.runtime.read import ReadFailure
-from edgecall.runtime.readers import find_inputs
-from edgecall.runtime.resume import ResumeState, copy_prefix, scan_fastq
+from edgecall.runtime.output import open_output, output_format, require_pysam
+from edgecall.runtime.readers import find_inputs, run_infos
+from edgecall.runtime.resume import ResumeState, scan_output
 from edgecall.runtime.summary import SummaryWriter
 from edgecall.runtime.watch import watch_folder
 
@@ -36,7 +37,9 @@ def run_command(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Bundled model name or package directory."),
     device: str = typer.Option("CPU", "--device", "-d", help="CPU, GPU, NPU, MYRIAD, AUTO (OpenVINO); ort, ort:cuda, ort:tensorrt; torch. See 'edgecall devices'."),
     precision: str = typer.Option("f32", "--precision", help="f32, or int8 (OpenVINO CPU; the package needs an int8 model from 'compile --int8')."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write FASTQ here instead of stdout (.gz compresses)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of stdout: FASTQ (.gz compresses), or BAM/SAM when the name ends .bam/.sam."),
+    emit_bam: bool = typer.Option(False, "--emit-bam", help="Write BAM (Dorado's header and tags) instead of FASTQ, to stdout or -o."),
+    bam_header: Optional[Path] = typer.Option(None, "--bam-header", help="SAM/BAM whose header BAM output uses (so a workflow's shards share one header)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Search folders recursively."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Chunks per inference call (default: automatic)."),
     chunksize: Optional[int] = typer.Option(None, "--chunksize", help="Samples per chunk (default: the model's)."),
@@ -48,7 +51,7 @@ def run_command(
     min_qscore: float = typer.Option(0.0, "--min-qscore", help="Leave out reads whose mean Q is below this."),
     emit_moves: bool = typer.Option(False, "--emit-moves", help="Add the move table as an mv:B:c tag."),
     emit_summary: Optional[Path] = typer.Option(None, "--emit-summary", help="Write a per-read summary TSV here."),
-    resume_from: Optional[Path] = typer.Option(None, "--resume-from", help="FASTQ of an interrupted run: keep its complete records, call only the rest (may equal -o)."),
+    resume_from: Optional[Path] = typer.Option(None, "--resume-from", help="Output (FASTQ, SAM or BAM) of an interrupted run: keep its complete records, call only the rest (may equal -o)."),
     watch: Optional[Path] = typer.Option(None, "--watch", help="Also follow this folder, calling each new pod5/fast5 once it is complete."),
     watch_idle: Optional[float] = typer.Option(None, "--watch-idle", help="With --watch: stop after this many seconds without a new file (default: until Ctrl-C)."),
     max_memory: Optional[float] = typer.Option(None, "--max-memory", help="GB the basecaller's buffers may use (batch size and queues are sized to fit)."),
@@ -60,7 +63,10 @@ def run_command(
         raise EdgecallError(f"{watch}: no such folder to watch")
     files = find_inputs(inputs, recursive=recursive) if inputs else []
     package = load_package(model)
-    resume = scan_fastq(resume_from) if resume_from is not None else None
+    fmt = output_format(output, emit_bam)
+    if bam_header is not None and fmt == "fastq":
+        raise EdgecallError("--bam-header is for BAM/SAM output (-o x.bam, -o x.sam or --emit-bam)")
+    resume = scan_output(resume_from) if resume_from is not None else None
     options = RunOptions(
         device=device, precision=precision, batch_size=batch_size, chunksize=chunksize, overlap=overlap, threads=threads,
         decode_mode=decode, read_ids=_read_ids(read_ids), max_reads=max_reads,
@@ -68,7 +74,9 @@ def run_command(
         max_memory=int(max_memory * 1e9) if max_memory is not None else None,
     )
     caller = Basecaller(package, options)
-    writer = _open_output(output, package, emit_moves, resume)
+    header = _header(fmt, bam_header, files, watch, recursive, package)
+    writer = open_output(output, fmt, model_name=package.config.name, stride=package.config.stride, emit_moves=emit_moves,
+                         resume=resume, header=header)
     summary = _open_summary(emit_summary, resume)
     sources = _sources(files, watch, recursive, watch_idle)
     counts = {"called": 0, "filtered": 0, "failed": 0, "bases": 0}
@@ -114,24 +122,26 @@ def run_command(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-def _open_output(output: Path | None, package, emit_moves: bool, resume: ResumeState | None) -> FastqWriter:  # noqa: ANN001
-    """A FASTQ writer; when resuming, the old complete records come first."""
-    name, stride = package.config.name, package.config.stride
-    same_file = resume is not None and output is not None and output.exists() and output.resolve() == resume.path.resolve()
-    if resume is not None:
-        dropped = f"; a cut-off record at its end ({resume.dropped_bytes} bytes) is dropped" if resume.dropped_bytes else ""
-        sys.stderr.write(f"edgecall: resuming: {resume.records} reads already in {resume.path} are kept and skipped{dropped}\n")
-    if same_file:
-        assert resume is not None and output is not None
-        if output.suffix == ".gz":
-            raise EdgecallError(f"{output}: cannot resume into the same .gz file; write to a new file with -o")
-        with open(output, "r+b") as fh:
-            fh.truncate(resume.complete_bytes)
-        return FastqWriter(output, name, emit_moves=emit_moves, stride=stride, append=True)
-    writer = FastqWriter(output, name, emit_moves=emit_moves, stride=stride)
-    if resume is not None:
-        copy_prefix(resume, writer.write_raw)
-    return writer
+def _header(fmt: str, given: Path | None, files: list[Path], watch: Path | None, recursive: bool, package) -> dict | None:  # noqa: ANN001
+    """The SAM/BAM header: ``--bam-header``'s, or Dorado's for the runs of the inputs (and the watched folder's files so far)."""
+    if fmt == "fastq":
+        return None
+    require_pysam()
+    from edgecall.runtime.bam import bam_header, read_header
+
+    if given is not None:
+        return read_header(given)
+    present = find_inputs([watch], recursive=recursive) if watch is not None and _has_inputs(watch, recursive) else []
+    command = " ".join(["edgecall", *map(shlex.quote, sys.argv[1:])])
+    return bam_header(run_infos([*files, *present]), package.config.name, package.config.stride, command)
+
+
+def _has_inputs(folder: Path, recursive: bool) -> bool:
+    try:
+        find_inputs([folder], recursive=recursive)
+    except EdgecallError:
+        return False
+    return True
 
 
 def _open_summary(path: Path | None, resume: ResumeState | None) -> SummaryWriter | None:
