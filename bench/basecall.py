@@ -94,9 +94,10 @@ def load_decoders(models: list[str]) -> float:
     """Decode one tiny input per model's decoder; the CPU seconds that took (numba cache loads)."""
     start = time.thread_time()
     for model in models:
-        dec = load_package(model).config.decoder
+        config = load_package(model).config
+        dec = config.decoder
         if dec.kind == "crf":
-            crf.decode_batch(np.zeros((2, 1, dec.num_outputs), np.float32), state_len=dec.state_len,
+            crf.decode_batch(np.zeros((2, 1, config.num_outputs), np.float32), state_len=config.state_len,
                              beam_width=dec.beam_width, threads=1)
         else:
             ctc.beam_search(np.full((2, dec.num_outputs), 1 / dec.num_outputs, np.float32), labels="".join(dec.labels))

@@ -73,12 +73,12 @@ def module_at(revision: str, name: str, tmp: Path):  # noqa: ANN201 - a module
     return module
 
 
-def compare(revision: str, scores: np.ndarray, dec, rounds: int, tmp: Path) -> None:  # noqa: ANN001 - DecoderConfig
+def compare(revision: str, scores: np.ndarray, dec, blank: float, rounds: int, tmp: Path) -> None:  # noqa: ANN001 - DecoderConfig
     """Forward/backward and beam search at ``revision`` and now, taking turns on the same chunks."""
     from edgecall.runtime.decode import crf_posteriors, crf_search
 
     old_post, old_search = module_at(revision, "crf_posteriors", tmp), module_at(revision, "crf_search", tmp)
-    count, blank = scores.shape[1], dec.blank_score
+    count = scores.shape[1]
     chunks = [scores[:, n : n + 1] for n in range(count)]
     look_ahead = [guides(c, 0, blank)[0].copy() for c in chunks]
     for n, chunk in enumerate(chunks):
@@ -131,7 +131,7 @@ def main() -> None:
     assert "openvino" not in sys.modules
     scores = chunk_major(network)  # as the OpenVINO backend hands them to the decoder
     frames, count, width = scores.shape
-    blank, space = dec.blank_score, Workspace()
+    blank, space = package.config.blank_score, Workspace()
 
     def chunk(n: int) -> np.ndarray:
         return scores[:, n : n + 1]
@@ -159,7 +159,7 @@ def main() -> None:
         print(f"{name:<52} {best_ms(step, count, args.rounds):7.3f} ms/chunk")
     if args.against:
         with tempfile.TemporaryDirectory() as tmp:
-            compare(args.against, scores, dec, args.rounds, Path(tmp))
+            compare(args.against, scores, dec, blank, args.rounds, Path(tmp))
 
 if __name__ == "__main__":
     main()

@@ -220,7 +220,7 @@ def main() -> None:
             package = build_package(name, root)
             config = load_package(package).config
             info = models[name] = {"package": package, "flops": model_costs(config).flops,
-                                   "layers": list(config.encoder.layers), "chunksize": config.basecaller.chunksize,
+                                   "layers": list(config.encoder.hidden_sizes), "chunksize": config.basecaller.chunksize,
                                    "chunks": save_chunks(package, args.reads, args.chunks, root / f"{name}.npy")}
             report["models"][name] = {k: str(v) if isinstance(v, Path) else v for k, v in info.items()}
             nn.update(measure_nn({name: info}, args, "idle"))

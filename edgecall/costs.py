@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgecall.config import ModelConfig
+from edgecall.layers import Convolution, CRFHead, Linear, Recurrent, output_size
 
 
 @dataclass(frozen=True)
@@ -24,32 +25,28 @@ class ModelCosts:
 
 
 def model_costs(config: ModelConfig) -> ModelCosts:
+    """Walk the layer list: per-output-position costs divided by the stride so far."""
     enc = config.encoder
-    conv_flops = 0.0
+    conv_flops = rnn_flops = head_flops = 0.0
     params = 0
-    insize = 1 if enc.architecture == "bonito-lstm" else 2
-    last = len(enc.conv_channels) - 1
-    for i, (size, winlen) in enumerate(zip(enc.conv_channels, enc.conv_winlens)):
-        per_output = 2.0 * insize * size * winlen
-        conv_flops += per_output / (enc.stride if i == last else 1)
-        params += insize * size * winlen + size
-        insize = size
-    gates = 4 if enc.rnn_type == "lstm" else 3
-    rnn_flops = 0.0
-    for hidden in enc.layers:
-        rnn_flops += 2.0 * gates * hidden * (insize + hidden) / enc.stride
-        params += gates * hidden * (insize + hidden) + 2 * gates * hidden
-        insize = hidden
-    outputs = config.num_outputs
-    head_flops = 2.0 * insize * outputs / enc.stride
-    params += insize * outputs + outputs
+    stride = 1
+    for layer in enc.sublayers:
+        if isinstance(layer, Convolution):
+            stride *= layer.stride  # (DeepNano-blitz's pool is recorded as this stride)
+            weights = layer.insize * layer.size * layer.winlen
+            conv_flops += 2.0 * weights / stride
+            params += weights + (layer.size if layer.bias else 0)
+        elif isinstance(layer, Recurrent):
+            gates = 4 if layer.kind == "lstm" else 3
+            rnn_flops += 2.0 * gates * layer.size * (layer.insize + layer.size) / stride
+            params += gates * layer.size * (layer.insize + layer.size) + 2 * gates * layer.size
+        elif isinstance(layer, (Linear, CRFHead)):
+            size = output_size(layer) or 0
+            head_flops += 2.0 * layer.insize * size / stride
+            params += layer.insize * size + (size if layer.bias else 0)
     return ModelCosts(conv_flops, rnn_flops, head_flops, params)
 
 
-def lstm_step_flops(layers: tuple[int, ...], features: int) -> float:
+def lstm_step_flops(config: ModelConfig) -> float:
     """LSTM FLOPs per frame per chunk (the paper's N·D·(I+D)·8 with N = 1)."""
-    total, insize = 0.0, features
-    for hidden in layers:
-        total += 8.0 * hidden * (insize + hidden)
-        insize = hidden
-    return total
+    return sum(8.0 * x.size * (x.insize + x.size) for x in config.encoder.recurrent if x.kind == "lstm")

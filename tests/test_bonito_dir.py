@@ -42,17 +42,8 @@ overlap = 500
 
 
 def bonito_state(model: BonitoCRF) -> dict[str, torch.Tensor]:
-    """edgecall's canonical names -> bonito's Serial encoder names."""
-    out = {}
-    for key, value in model.state_dict().items():
-        parts = key.split(".")
-        if parts[0] == "conv":
-            out[f"encoder.{int(parts[1]) // 2}.conv.{parts[2]}"] = value
-        elif parts[0] == "rnns":
-            out[f"encoder.{4 + int(parts[1])}.rnn.{parts[3]}"] = value
-        else:
-            out[f"encoder.9.linear.{parts[1]}"] = value
-    return out
+    """Bonito's own training checkpoints name tensors as its Serial encoder does (edgecall's names too)."""
+    return {f"module.{k}": v for k, v in model.state_dict().items()}  # as saved from a DataParallel model
 
 
 def test_bonito_directory_compiles_and_matches(tmp_path: Path) -> None:
@@ -76,14 +67,14 @@ def test_bonito_directory_compiles_and_matches(tmp_path: Path) -> None:
     assert np.abs(got - expected).max() < 1e-4  # the newest weights (weights_1) were used
 
 
-def test_learned_stay_scores_are_refused(tmp_path: Path) -> None:
+def test_weights_that_do_not_fit_the_config_are_named(tmp_path: Path) -> None:
     model_dir = tmp_path / "v3"
     model_dir.mkdir()
     (model_dir / "config.toml").write_text(CONFIG.replace("state_len = 4", "state_len = 2"))
     config = ModelConfig.load(model_dir / "config.toml")
     state = bonito_state(BonitoCRF(config))
-    state["encoder.9.linear.weight"] = torch.zeros(5 * 16, 24)  # (n_base + 1) * 4^state_len: bonito without blank_score
-    state["encoder.9.linear.bias"] = torch.zeros(5 * 16)
+    state["module.encoder.9.linear.weight"] = torch.zeros(5 * 16, 24)  # learned stays; the config says a fixed blank
+    state["module.encoder.9.linear.bias"] = torch.zeros(5 * 16)
     torch.save(state, model_dir / "weights_3.tar")
-    with pytest.raises(EdgecallError, match="learned stay scores"):
+    with pytest.raises(EdgecallError, match=r"'encoder.9.linear.weight' has shape \(80, 24\), config.toml says \(64, 24\)"):
         compile_checkpoint(model_dir, tmp_path / "pkg")

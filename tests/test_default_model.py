@@ -79,7 +79,7 @@ def test_bundled_models_are_sparse_trained_crf_packages_with_a_card(name: str) -
     assert provenance["lstm_flops_per_sample_after"] * 5 <= 2_359_296  # <= 1/5 of the dense HAC LSTMs (384 x 5)
     # sparse: neuron selection switched neurons off in every layer and compile removed them
     kept, original = provenance["neurons_kept"], provenance["neurons_original"]
-    assert list(config.encoder.layers) == kept and all(k < o for k, o in zip(kept, original))
+    assert list(config.encoder.hidden_sizes) == kept and all(k < o for k, o in zip(kept, original))
     card = (package.path / "MODEL_CARD.md").read_text()
     for needed in ("median identity", "edgecall train", "edgecall compile", "Lambda_phage.fna", "FLOPs", name):
         assert needed in card

@@ -13,7 +13,7 @@ pytest.importorskip("onnx")
 
 from factories import write_efficient_basecallers  # noqa: E402
 
-from edgecall.config import DecoderConfig, EncoderConfig, ModelConfig  # noqa: E402
+from edgecall.config import ModelConfig, rnn_encoder_config  # noqa: E402
 from edgecall.errors import EdgecallError  # noqa: E402
 from edgecall.export.compile import compile_checkpoint  # noqa: E402
 from edgecall.export.shrink import BETA, GAMMA, ZETA, keep_mask, masked_state  # noqa: E402
@@ -26,8 +26,7 @@ from edgecall.train.masked_model import (  # noqa: E402
 
 TINY = ModelConfig(
     name="tiny",
-    encoder=EncoderConfig(conv_channels=(4, 16, 16), layers=(8, 8, 8, 8, 8)),
-    decoder=DecoderConfig(state_len=2),
+    encoder=rnn_encoder_config(conv_channels=(4, 16, 16), hidden_sizes=(8, 8, 8, 8, 8), state_len=2),
 )
 
 
@@ -59,7 +58,7 @@ def signal(seed: int = 1, samples: int = 1000) -> torch.Tensor:
 def test_state_dict_is_canonical_plus_log_alpha() -> None:
     names = set(MaskedBonitoCRF(TINY).state_dict())
     canonical = set(BonitoCRF(TINY).state_dict())
-    assert names == canonical | {f"rnns.{i}.log_alpha" for i in range(5)}
+    assert names == canonical | {f"encoder.{i}.log_alpha" for i in range(4, 9)}
 
 
 def test_eval_model_equals_shrink_masked_state(tmp_path: Path) -> None:
@@ -81,7 +80,7 @@ def test_compiled_onnx_matches_eval_model(tmp_path: Path) -> None:
 
     model = sparse_model(3)
     result = compile_checkpoint(save(model, tmp_path / "m.pt"), tmp_path / "pkg")
-    assert result.kept == kept_neurons(model) and result.kept != TINY.encoder.layers
+    assert result.kept == kept_neurons(model) and result.kept != TINY.encoder.hidden_sizes
     x = signal(4, 2000)
     with torch.no_grad():
         expected = model(x).numpy()
@@ -128,7 +127,7 @@ def test_lambda_switches_exactly_at_warmup() -> None:
 
 def test_init_starts_with_about_ninety_percent_on() -> None:
     torch.manual_seed(0)
-    model = MaskedBonitoCRF(TINY.replace(encoder=EncoderConfig(conv_channels=(4, 16, 16), layers=(384,) * 5)))
+    model = MaskedBonitoCRF(TINY.replace(encoder=rnn_encoder_config(conv_channels=(4, 16, 16), hidden_sizes=(384,) * 5, state_len=2)))
     alphas = torch.cat([layer.log_alpha.detach() for layer in model.masked_layers()])
     from edgecall.export.shrink import nonzero_probability
 
@@ -154,26 +153,26 @@ def test_training_gates_are_stochastic_and_learnable() -> None:
 def test_pretrained_head_merges_and_copies_kmers(tmp_path: Path) -> None:
     path = write_efficient_basecallers(tmp_path / "s.pt", (3, 5, 2, 7, 4), hidden=8, features=16, state_len=2)
     ckpt = load_checkpoint(path)
-    old_w, old_b = ckpt.state["head.weight"], ckpt.state["head.bias"]
-    shorter = from_pretrained(ckpt, TINY.replace(decoder=DecoderConfig(state_len=1)))
+    old_w, old_b = ckpt.state["encoder.9.linear.weight"], ckpt.state["encoder.9.linear.bias"]
+    shorter = from_pretrained(ckpt, TINY.with_state_len(1))
     # state_len 1: output s*4 + j scores the 2-mer (j, s); the 3-mers ending in it are
     # old outputs ((j << 2) | s) * 4 + x for every oldest base x
     for j in range(4):
         for s in range(4):
             sources = [((j << 2) | s) * 4 + x for x in range(4)]
-            assert torch.equal(shorter.head.weight[s * 4 + j], old_w[sources].mean(dim=0))
-            assert torch.equal(shorter.head.bias[s * 4 + j], old_b[sources].mean(dim=0))
+            assert torch.equal(shorter.encoder[9].linear.weight[s * 4 + j], old_w[sources].mean(dim=0))
+            assert torch.equal(shorter.encoder[9].linear.bias[s * 4 + j], old_b[sources].mean(dim=0))
     # state_len 3: output s*4 + j (4-mer j, s) copies the old 3-mer of its newest bases: s's
-    longer = from_pretrained(ckpt, TINY.replace(decoder=DecoderConfig(state_len=3)))
+    longer = from_pretrained(ckpt, TINY.with_state_len(3))
     for c in (0, 7, 77, 255):
         s = c >> 2
-        assert torch.equal(longer.head.weight[c], old_w[(s & 15) * 4 + (s >> 4)])
+        assert torch.equal(longer.encoder[9].linear.weight[c], old_w[(s & 15) * 4 + (s >> 4)])
     assert crf_head_sources(2, 2) == [[c] for c in range(64)]
     # everything before the head, masks included, is the checkpoint's
     assert kept_neurons(shorter.eval()) == (3, 5, 2, 7, 4)
     same = from_pretrained(ckpt, TINY)
     with torch.no_grad():
         assert torch.equal(same.eval()(signal()), from_loaded(ckpt).eval()(signal()))
-        assert torch.equal(shorter.rnns[4].rnn.weight_hh_l0, same.rnns[4].rnn.weight_hh_l0)
+        assert torch.equal(shorter.encoder[8].rnn.weight_hh_l0, same.encoder[8].rnn.weight_hh_l0)
     with pytest.raises(EdgecallError, match="more than the CRF state length"):
-        from_pretrained(ckpt, TINY.replace(encoder=EncoderConfig(conv_channels=(4, 16, 16), layers=(8,) * 4)))
+        from_pretrained(ckpt, TINY.replace(encoder=rnn_encoder_config(conv_channels=(4, 16, 16), hidden_sizes=(8,) * 4, state_len=2)))

@@ -12,7 +12,7 @@ onnx = pytest.importorskip("onnx")
 
 from factories import PAPER_KEPT, efficient_basecallers_state, write_efficient_basecallers  # noqa: E402
 
-from edgecall.config import ModelConfig  # noqa: E402
+from edgecall.config import ModelConfig, rnn_encoder_config  # noqa: E402
 from edgecall.errors import EdgecallError  # noqa: E402
 from edgecall.export.compile import compile_checkpoint  # noqa: E402
 from edgecall.export.onnx_export import export_onnx, onnx_recurrent_sizes  # noqa: E402
@@ -31,8 +31,8 @@ def test_shrunk_model_equals_masked_dense_model(tmp_path: Path) -> None:
     ckpt = load_checkpoint(write_efficient_basecallers(tmp_path / "s.pt", (7, 3, 5, 9, 11), hidden=24, features=24))
     result = shrink(ckpt)
     assert result.kept == (7, 3, 5, 9, 11)
-    assert result.state["rnns.1.rnn.weight_ih_l0"].shape == (4 * 3, 7)
-    assert result.state["head.weight"].shape == (1024, 11)
+    assert result.state["encoder.5.rnn.weight_ih_l0"].shape == (4 * 3, 7)
+    assert result.state["encoder.9.linear.weight"].shape == (1024, 11)
     x = torch.randn(3, 1, 1500, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         dense = build_model(ckpt.config, masked_state(ckpt))(x)
@@ -68,7 +68,7 @@ def test_paper_sizes_compile_to_matching_onnx(tmp_path: Path) -> None:
     got = ort.InferenceSession(str(tmp_path / "pkg" / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, {"signal": x})[0]
     assert np.abs(got - expected).max() <= 1e-4
     package = load_package(tmp_path / "pkg")
-    assert package.config.encoder.layers == PAPER_KEPT
+    assert package.config.encoder.hidden_sizes == PAPER_KEPT
     assert package.provenance["neurons_kept"] == list(PAPER_KEPT)
     assert package.provenance["source_sha256"] == ckpt.sha256
 
@@ -76,7 +76,7 @@ def test_paper_sizes_compile_to_matching_onnx(tmp_path: Path) -> None:
 def test_export_has_dynamic_batch_and_time(tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    config = ModelConfig().replace(encoder=ModelConfig().encoder.__class__(layers=(8, 6, 8, 6, 8), conv_channels=(4, 16, 16)))
+    config = ModelConfig().replace(encoder=rnn_encoder_config(hidden_sizes=(8, 6, 8, 6, 8), conv_channels=(4, 16, 16)))
     model = build_model(config)
     path = export_onnx(model, tmp_path / "m.onnx", stride=config.stride)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -66,7 +66,7 @@ def test_train_resume_compile_and_run(tmp_path: Path, labelled_reads: tuple[Path
     rows = (out / "train.tsv").read_text().splitlines()[1:]
     assert [int(r.split("\t")[0]) for r in rows] == [1, 2, 3, 4, 5]
     newest = checkpoints(out)[-1][1]
-    assert newest.name == "checkpoint_00000005.pt" and load_checkpoint(newest).config.encoder.layers == (8, 8)
+    assert newest.name == "checkpoint_00000005.pt" and load_checkpoint(newest).config.encoder.hidden_sizes == (8, 8)
 
     pytest.importorskip("onnx")
     from edgecall.export.compile import compile_checkpoint
@@ -88,7 +88,7 @@ def test_init_from_starts_a_new_run_with_another_state_len(tmp_path: Path) -> No
     assert f"starting from {source} -> step 2" in tuned.stderr and "state_len 1" in tuned.stderr
     assert "step 1 loss" in tuned.stderr
     config = load_checkpoint(checkpoints(out)[-1][1]).config
-    assert (config.encoder.layers, config.decoder.state_len, config.name) == ((8, 8), 1, "sl1")
+    assert (config.encoder.hidden_sizes, config.state_len, config.name) == ((8, 8), 1, "sl1")
     again = edgecall("train", str(out), *TINY[8:], "--init-from", str(source), "--steps", "3")
     assert again.returncode == 0 and "resuming checkpoint_00000002.pt -> step 3" in again.stderr, again.stderr
     assert [line for line in again.stderr.splitlines() if "note:" in line] == [

@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgecall.config import DecoderConfig, EncoderConfig, ModelConfig, NormalisationConfig  # noqa: E402
+from edgecall.config import ModelConfig, NormalisationConfig, rnn_encoder_config  # noqa: E402
 from edgecall.errors import EdgecallError  # noqa: E402
 from edgecall.runtime.fastq import format_record  # noqa: E402
 from edgecall.runtime.read import CalledRead, Read  # noqa: E402
@@ -23,7 +23,7 @@ from edgecall.train.data import (  # noqa: E402
 from edgecall.train.pseudo_labels import PseudoLabelledSource, RealReads, load_pseudo_labelled, read_calls  # noqa: E402
 from edgecall.train.simulate import SimulatedRead, write_pod5  # noqa: E402
 
-CONFIG = ModelConfig(encoder=EncoderConfig(conv_channels=(4, 16, 16), layers=(8, 8)), decoder=DecoderConfig(state_len=3))
+CONFIG = ModelConfig(encoder=rnn_encoder_config(conv_channels=(4, 16, 16), hidden_sizes=(8, 8), state_len=3))
 REFERENCES = {"ref": "".join(np.random.default_rng(5).choice(list("ACGT"), 30_000))}
 QUANTILE = dataclasses.replace(CONFIG, normalisation=NormalisationConfig(strategy="quantile"))
 
@@ -62,7 +62,7 @@ def test_training_and_inference_see_the_same_signal(config: ModelConfig, tmp_pat
 
 def test_targets_are_the_truth_of_the_window() -> None:
     source = SimulatedSource(CONFIG, 2000, REFERENCES, SimulatedData(seed=1))
-    frames, state_len = CONFIG.frames(2000), CONFIG.decoder.state_len
+    frames, state_len = CONFIG.frames(2000), CONFIG.state_len
     for index in range(12):
         read, chunk = source.draw(4, index)
         expected = truth_in_window(read, chunk.start, chunk.trimmed, 2000)

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgecall.config import DecoderConfig, EncoderConfig, ModelConfig  # noqa: E402
+from edgecall.config import ModelConfig, rnn_encoder_config  # noqa: E402
 from edgecall.model.checkpoint import load_checkpoint  # noqa: E402
 from edgecall.train.loop import (  # noqa: E402
     LOG_COLUMNS, Batch, TrainOptions, _grouped_optimizer_state, _optimizer, checkpoints, learning_rate, train,
@@ -20,8 +20,7 @@ from edgecall.train.masked_model import MaskedBonitoCRF  # noqa: E402
 
 TINY = ModelConfig(
     name="tiny",
-    encoder=EncoderConfig(conv_channels=(4, 16, 16), layers=(8, 8, 8, 8, 8)),
-    decoder=DecoderConfig(state_len=2),
+    encoder=rnn_encoder_config(conv_channels=(4, 16, 16), hidden_sizes=(8, 8, 8, 8, 8), state_len=2),
 )
 CHUNK, BATCH, BASES = 500, 4, 40  # 100 frames per chunk
 
@@ -140,7 +139,7 @@ def test_gate_lr_scale_moves_only_the_gates_faster(tmp_path: Path) -> None:
     moved = [float((y - x).abs().max()) for x, y in zip(start, a.log_alpha)]
     moved_fast = [float((y - x).abs().max()) for x, y in zip(start, b.log_alpha)]
     assert all(m > 0 and f > 5 * m for f, m in zip(moved_fast, moved))
-    weights_a, weights_b = a.state["head.weight"], b.state["head.weight"]
+    weights_a, weights_b = a.state["encoder.9.linear.weight"], b.state["encoder.9.linear.weight"]
     assert torch.allclose(weights_a, weights_b, atol=1e-2)  # the weights' own lr is unchanged
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+
 from pathlib import Path
 
 import typer
@@ -10,6 +10,7 @@ import typer
 from edgecall.config import ModelConfig
 from edgecall.costs import model_costs
 from edgecall.errors import raise_missing_extra
+from edgecall.layers import Recurrent, describe_layer
 from edgecall.package import is_package, load_package
 
 
@@ -45,9 +46,9 @@ def _inspect_checkpoint(path: Path) -> None:
     kept = tuple(int(m.sum()) for m in layer_masks(ckpt))
     shown = ckpt.config
     if all(kept):
-        shown = ckpt.config.replace(encoder=replace(ckpt.config.encoder, layers=kept))
+        shown = ckpt.config.replace(encoder=ckpt.config.encoder.with_hidden_sizes(kept))
     title = f"checkpoint {path} ({ckpt.kind}{', sparse: sizes after shrinking' if ckpt.log_alpha is not None else ''})"
-    _describe(shown, list(ckpt.config.encoder.layers), title, sparse=ckpt.log_alpha is not None)
+    _describe(shown, list(ckpt.config.encoder.hidden_sizes), title, sparse=ckpt.log_alpha is not None)
     if not all(kept):
         typer.echo("warning: a layer keeps no neurons; this checkpoint cannot be shrunk")
 
@@ -57,17 +58,25 @@ def _describe(config: ModelConfig, original: list[int] | None, title: str, spars
     costs = model_costs(config)
     typer.echo(title)
     typer.echo(f"name:          {config.name}")
-    typer.echo(f"architecture:  {enc.architecture} ({enc.rnn_type.upper()} x{len(enc.layers)}, conv {list(enc.conv_channels)}, stride {enc.stride})")
-    typer.echo(f"decoder:       {dec.kind}" + (f" (state_len {dec.state_len}, {dec.num_outputs} outputs)" if dec.kind == "crf" else f" ({''.join(dec.labels)})"))
+    typer.echo(f"architecture:  {enc.architecture} ({enc.rnn_type.upper()} x{len(enc.recurrent)}, stride {enc.stride})")
+    if dec.kind == "crf":
+        stay = "learned stay scores" if config.blank_score is None else f"blank {config.blank_score:g}"
+        typer.echo(f"decoder:       crf (state_len {config.state_len}, {config.num_outputs} outputs, {stay})")
+    else:
+        typer.echo(f"decoder:       ctc ({''.join(dec.labels)})")
+    if config.tier:
+        typer.echo(f"tier:          {config.tier}")
     typer.echo(f"chemistry:     {config.chemistry}, {config.sample_rate} Hz")
     typer.echo(f"normalisation: {config.normalisation.strategy}{', trim' if config.normalisation.trim else ''}")
     typer.echo(f"chunking:      {config.basecaller.chunksize} samples, overlap {config.basecaller.overlap}, batch {config.basecaller.batchsize}")
     typer.echo("layers:")
-    for i, hidden in enumerate(enc.layers):
-        direction = "rev" if enc.layer_reversed(i) else "fwd"
-        if original and sparse:
-            typer.echo(f"  {i}: {hidden:>4} / {original[i]:<4} neurons ({direction}, {100.0 * (1 - hidden / original[i]):.1f}% removed)")
-        else:
-            typer.echo(f"  {i}: {hidden:>4} neurons ({direction})")
+    k = 0
+    for i, layer in enumerate(enc.sublayers):
+        line = f"  {i}: {describe_layer(layer)}"
+        if isinstance(layer, Recurrent):
+            if original and sparse and k < len(original):
+                line += f" ({layer.size} / {original[k]} neurons, {100.0 * (1 - layer.size / original[k]):.1f}% removed)"
+            k += 1
+        typer.echo(line)
     typer.echo(f"FLOPs/sample:  {costs.flops:,.0f} (recurrent {costs.rnn_flops:,.0f}, conv {costs.conv_flops:,.0f}, head {costs.head_flops:,.0f})")
     typer.echo(f"parameters:    {costs.parameters:,}")

@@ -41,9 +41,9 @@ def _root(
 
 def _register() -> None:
     from edgecall.cli import compile as compile_cmd
-    from edgecall.cli import devices, import_model, inspect, run, simulate, train
+    from edgecall.cli import devices, import_model, inspect, models, run, simulate, train
 
-    for module in (run, compile_cmd, inspect, devices, import_model, simulate, train):
+    for module in (run, compile_cmd, inspect, models, devices, import_model, simulate, train):
         module.register(app)
 
 

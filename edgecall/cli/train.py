@@ -14,7 +14,6 @@ stream, so its accuracy is measured against truth, not against a teacher.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any, Optional
 
 import typer
 
-from edgecall.config import DecoderConfig, EncoderConfig, ModelConfig
+from edgecall.config import ModelConfig, rnn_encoder_config
 from edgecall.errors import EdgecallError, raise_missing_extra
 from edgecall.train.pseudo_labels import MIN_QSCORE, RealReads
 
@@ -113,8 +112,8 @@ def train_command(
         val_source = SimulatedSource(model_config, chunksize, records, sim, stream=VALIDATION_STREAM)
         val = to_batch(val_source.chunks(0, validation_size))
     _record(out_dir, data_options, options, found[-1][1] if found else None)
-    _say(f"model {model_config.name}: LSTM {','.join(map(str, model_config.encoder.layers))}, features "
-         f"{model_config.encoder.features}, state_len {model_config.decoder.state_len}; simulated from "
+    _say(f"model {model_config.name}: LSTM {','.join(map(str, model_config.encoder.hidden_sizes))}, features "
+         f"{model_config.encoder.features}, state_len {model_config.state_len}; simulated from "
          f"{len(records)} reference records ({sum(map(len, records.values())):,} bases) + "
          f"{sim.random_fraction:.0%} random; batch {batch_size} x {chunksize} samples; "
          + (f"resuming {found[-1][1].name}" if found else f"starting from {init_from}" if init_from else "fresh start")
@@ -138,8 +137,8 @@ def _model_config(out_dir: Path, config: Path | None, size: dict[str, int | None
     features = size["features"] or hidden
     return ModelConfig(
         name=out_dir.name,
-        encoder=EncoderConfig(conv_channels=(4, 16, features), layers=(hidden,) * (size["layers"] or DEFAULT_LAYERS)),
-        decoder=DecoderConfig(state_len=size["state_len"] or DEFAULT_STATE_LEN),
+        encoder=rnn_encoder_config(conv_channels=(4, 16, features), hidden_sizes=(hidden,) * (size["layers"] or DEFAULT_LAYERS),
+                                   state_len=size["state_len"] or DEFAULT_STATE_LEN),
     )
 
 
@@ -154,8 +153,7 @@ def _pretrained_config(out_dir: Path, init_from: Path, config: Path | None, size
             f"--init-from takes the model from {init_from}; drop --{', --'.join(n.replace('_', '-') for n in names)}"
         )
     base = load_checkpoint(init_from).config
-    state_len = size["state_len"] or base.decoder.state_len
-    return base.replace(name=out_dir.name, decoder=dataclasses.replace(base.decoder, state_len=state_len))
+    return base.with_state_len(size["state_len"] or base.state_len).replace(name=out_dir.name)
 
 
 def _real_source(config: ModelConfig, chunksize: int, real: RealReads, seed: int) -> Any:

@@ -237,7 +237,7 @@ def runtime_scores(package: ModelPackage, chunks: np.ndarray, ir_name: str | Non
 def _calls(config: ModelConfig, scores: np.ndarray) -> list[np.ndarray]:
     dec = config.decoder
     if dec.kind == "crf":
-        decoded = crf.decode_batch(scores, mode="viterbi", state_len=dec.state_len, blank_score=dec.blank_score)
+        decoded = crf.decode_batch(scores, mode="viterbi", state_len=config.state_len, blank_score=config.blank_score)
     else:
         labels = "".join(dec.labels)
         decoded = [ctc.greedy(np.ascontiguousarray(scores[:, i]), labels=labels) for i in range(scores.shape[1])]

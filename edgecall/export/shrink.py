@@ -3,21 +3,23 @@
 At inference the hard-concrete gate of neuron k is the binary
 ``clamp(sigmoid(log_alpha_k) * (zeta - gamma) + gamma, 0, 1) > 0.3``. A masked
 neuron's gates, cell and output are exactly zero, so dropping its gate rows in
-W, U and b, its column in U, its input column in the next layer's W (or the
-head's weight) changes nothing: the shrunk model is exact, only smaller.
+W, U and b, its column in U, and its input column in the layer that consumes it
+(the next LSTM, a bottleneck linear or the CRF head, through any clamp)
+changes nothing: the shrunk model is exact, only smaller.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
 from edgecall.config import ModelConfig
 from edgecall.errors import EdgecallError
 from edgecall.model.checkpoint import LoadedCheckpoint
-from edgecall.model.crf import lstm_key
+from edgecall.layers import consumer_index, recurrent_indices
+from edgecall.model.crf import recurrent_key, weight_key
 
 BETA = 2.0 / 3.0  # hard-concrete temperature
 GAMMA = -0.1  # stretch interval lower end
@@ -57,27 +59,37 @@ def _gate_rows(mask: torch.Tensor) -> torch.Tensor:
 
 
 def layer_masks(ckpt: LoadedCheckpoint) -> list[torch.Tensor]:
-    """Keep masks per layer; all-true for a dense checkpoint."""
+    """Keep masks per recurrent layer; all-true for a dense checkpoint."""
     if ckpt.log_alpha is None:
-        return [torch.ones(h, dtype=torch.bool) for h in ckpt.config.encoder.layers]
+        return [torch.ones(h, dtype=torch.bool) for h in ckpt.config.encoder.hidden_sizes]
     return [keep_mask(a) for a in ckpt.log_alpha]
 
 
 def masked_state(ckpt: LoadedCheckpoint) -> dict[str, torch.Tensor]:
     """The dense state with masked neurons zeroed: the reference a shrink must match."""
     state = {k: v.clone() for k, v in ckpt.state.items()}
-    for i, mask in enumerate(layer_masks(ckpt)):
+    for i, mask in zip(recurrent_indices(ckpt.config.encoder.sublayers), layer_masks(ckpt)):
         gate_mask = mask.repeat(LSTM_GATES).float()
         for name in ("weight_ih", "weight_hh"):
-            state[lstm_key(i, name)] *= gate_mask[:, None]
-        state[lstm_key(i, "weight_hh")] *= mask.float()[None, :]
+            state[recurrent_key(i, name)] *= gate_mask[:, None]
+        state[recurrent_key(i, "weight_hh")] *= mask.float()[None, :]
         for name in ("bias_ih", "bias_hh"):
-            state[lstm_key(i, name)] *= gate_mask
+            state[recurrent_key(i, name)] *= gate_mask
     return state
+
+
+def _consumer_weight(ckpt: LoadedCheckpoint, index: int) -> str:
+    layers = ckpt.config.encoder.sublayers
+    j = consumer_index(layers, index)
+    if j is None:
+        raise EdgecallError(f"{ckpt.source}: nothing consumes LSTM layer {index}'s output; cannot shrink it")
+    return recurrent_key(j, "weight_ih") if j in recurrent_indices(layers) else weight_key(ckpt.config, j)
 
 
 def shrink(ckpt: LoadedCheckpoint) -> ShrinkResult:
     """Drop masked neurons; raise a clear error when a layer keeps none."""
+    if ckpt.config.encoder.rnn_type != "lstm":
+        raise EdgecallError(f"{ckpt.source}: shrinking needs LSTM layers, not {ckpt.config.encoder.rnn_type}")
     masks = layer_masks(ckpt)
     original = tuple(int(m.numel()) for m in masks)
     kept = tuple(int(m.sum()) for m in masks)
@@ -88,14 +100,14 @@ def shrink(ckpt: LoadedCheckpoint) -> ShrinkResult:
             "cannot be shrunk (its output would not depend on the signal); train with a smaller lambda"
         )
     state = dict(ckpt.state)
-    for i, mask in enumerate(masks):
+    for i, mask in zip(recurrent_indices(ckpt.config.encoder.sublayers), masks):
         rows = _gate_rows(mask)
         cols = torch.nonzero(mask).flatten()
-        state[lstm_key(i, "weight_ih")] = state[lstm_key(i, "weight_ih")][rows].contiguous()
-        state[lstm_key(i, "weight_hh")] = state[lstm_key(i, "weight_hh")][rows][:, cols].contiguous()
+        state[recurrent_key(i, "weight_ih")] = state[recurrent_key(i, "weight_ih")][rows].contiguous()
+        state[recurrent_key(i, "weight_hh")] = state[recurrent_key(i, "weight_hh")][rows][:, cols].contiguous()
         for name in ("bias_ih", "bias_hh"):
-            state[lstm_key(i, name)] = state[lstm_key(i, name)][rows].contiguous()
-        consumer = lstm_key(i + 1, "weight_ih") if i + 1 < len(masks) else "head.weight"
+            state[recurrent_key(i, name)] = state[recurrent_key(i, name)][rows].contiguous()
+        consumer = _consumer_weight(ckpt, i)
         state[consumer] = state[consumer][:, cols].contiguous()
-    config = replace(ckpt.config, encoder=replace(ckpt.config.encoder, layers=kept))
+    config = ckpt.config.replace(encoder=ckpt.config.encoder.with_hidden_sizes(kept))
     return ShrinkResult(config, state, kept, original)

@@ -39,6 +39,7 @@ from edgecall.config import (
     NormalisationConfig,
 )
 from edgecall.errors import EdgecallError
+from edgecall.layers import deepnano_layers
 
 NUM_GRUS = 4
 KERNEL = 33  # convolution window, samples
@@ -119,17 +120,7 @@ def deepnano_config(hidden: int, *, batchsize: int = 64) -> ModelConfig:
         name=f"deepnano-blitz-w{hidden}",
         chemistry="dna_r9.4.1_e8",
         sample_rate=4000,
-        encoder=EncoderConfig(
-            architecture="deepnano-blitz",
-            conv_channels=(hidden,),
-            conv_winlens=(KERNEL,),
-            stride=POOL,
-            activation="tanh",
-            rnn_type="gru",
-            layers=(hidden,) * NUM_GRUS,
-            first_reversed=False,  # GRU 0 runs forward in time, then directions alternate
-            scale=1.0,  # unused: the CTC head is a plain softmax
-        ),
+        encoder=EncoderConfig(deepnano_layers(hidden, KERNEL, POOL, (hidden,) * NUM_GRUS), architecture="deepnano-blitz"),
         decoder=DecoderConfig(kind="ctc", beam_width=5, beam_cut=0.1, labels=LABELS, reverse=True),
         basecaller=BasecallerConfig(chunksize=CHUNKSIZE, overlap=OVERLAP, batchsize=batchsize),
         # DeepNano-blitz: med/MAD of the whole read's raw signal, no trimming
@@ -165,15 +156,15 @@ class DeepNanoBlitz(nn.Module):
         enc = config.encoder
         if enc.architecture != "deepnano-blitz" or enc.rnn_type != "gru":
             raise EdgecallError(f"{config.name}: not a DeepNano-blitz config ({enc.architecture}, {enc.rnn_type})")
-        if enc.stride != POOL or enc.conv_winlens != (KERNEL,):
-            raise EdgecallError(f"{config.name}: DeepNano-blitz needs stride {POOL} and one k{KERNEL} convolution")
-        if len(set(enc.layers)) != 1 or enc.layers[0] != enc.features:
-            raise EdgecallError(f"{config.name}: DeepNano-blitz GRUs all have the conv width, got {list(enc.layers)}")
+        if enc.sublayers != deepnano_layers(enc.features, KERNEL, POOL, (enc.features,) * len(enc.recurrent)):
+            raise EdgecallError(
+                f"{config.name}: DeepNano-blitz needs one k{KERNEL} convolution, pool {POOL} and GRUs of the conv width"
+            )
         hidden = enc.features
-        self.reversed = tuple(enc.layer_reversed(i) for i in range(len(enc.layers)))
+        self.reversed = tuple(layer.reverse for layer in enc.recurrent)
         self.conv = nn.Conv1d(IN_FEATURES, hidden, KERNEL, padding=KERNEL // 2)
         self.pool = nn.MaxPool1d(POOL)
-        self.rnns = nn.ModuleList(nn.GRU(hidden, hidden) for _ in enc.layers)
+        self.rnns = nn.ModuleList(nn.GRU(hidden, hidden) for _ in enc.recurrent)
         self.out = nn.Linear(hidden, config.num_outputs)
 
     def forward(self, signal: torch.Tensor) -> torch.Tensor:

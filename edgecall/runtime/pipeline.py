@@ -240,8 +240,8 @@ class Basecaller:
                 if dec.kind == "crf":
                     cpu: list[float] = []
                     batch.results = crf.decode_batch(
-                        filled, mode=self.options.decode_mode, state_len=dec.state_len, beam_width=dec.beam_width,
-                        beam_cut=dec.beam_cut, blank_score=dec.blank_score, qscale=dec.qscale, qbias=dec.qbias,
+                        filled, mode=self.options.decode_mode, state_len=self.config.state_len, beam_width=dec.beam_width,
+                        beam_cut=dec.beam_cut, blank_score=self.config.blank_score, qscale=dec.qscale, qbias=dec.qbias,
                         cpu_seconds=cpu, pool=pool,
                     )
                     self.times.decode_cpu += sum(cpu)

@@ -84,7 +84,7 @@ def cut_window(signal: np.ndarray, positions: np.ndarray, bases: np.ndarray, sta
                config: ModelConfig) -> tuple[np.ndarray, np.ndarray] | None:
     """(window, targets) with ``positions`` sorted sample indices of ``bases``; None if the CRF cannot fit it."""
     lo, hi = np.searchsorted(positions, [start, start + chunksize])
-    frames, state_len = config.frames(chunksize), config.decoder.state_len
+    frames, state_len = config.frames(chunksize), config.state_len
     if not state_len <= hi - lo <= frames + state_len:
         return None
     return np.ascontiguousarray(signal[start : start + chunksize]), bases[lo:hi]

@@ -165,17 +165,17 @@ def validate(model: MaskedBonitoCRF, batch: Batch) -> tuple[float, float]:
     """(CRF loss, mean identity 1 - edits/len(target)) of the eval-mode (binary-gate) model."""
     from edgecall.runtime.decode.crf import decode_batch  # numba; only when validating
 
-    dec = model.config.decoder
+    config = model.config
     signal, targets, lengths = batch
     model.eval()
     try:
         with torch.no_grad():
             scores = model(signal)
-            loss = float(crf_loss(scores, targets, lengths, state_len=dec.state_len, blank_score=dec.blank_score))
+            loss = float(crf_loss(scores, targets, lengths, state_len=config.state_len, blank_score=config.blank_score))
     finally:
         model.train()
     called = decode_batch(
-        scores.numpy(), mode="viterbi", threads=1, state_len=dec.state_len, blank_score=dec.blank_score
+        scores.numpy(), mode="viterbi", threads=1, state_len=config.state_len, blank_score=config.blank_score
     )
     identities = []
     for chunk, target, length in zip(called, targets.numpy(), lengths.tolist()):
@@ -278,7 +278,6 @@ def train(config: ModelConfig, options: TrainOptions, data: DataFn, val_data: Ba
     out_dir.mkdir(parents=True, exist_ok=True)
     model, optimizer, step = _resume(config, options)
     model.train()
-    dec = config.decoder
     log = _open_log(out_dir, step)
     losses: list[float] = []
     window: list[tuple[float, float, float]] = []
@@ -291,7 +290,7 @@ def train(config: ModelConfig, options: TrainOptions, data: DataFn, val_data: Ba
             lam = delayed_lambda(step, warmup_steps=options.lambda_step, initial=options.lambda_initial,
                                  target=options.lambda_target)
             lr = learning_rate(step, options)
-            crf = crf_loss(model(signal), targets, lengths, state_len=dec.state_len, blank_score=dec.blank_score,
+            crf = crf_loss(model(signal), targets, lengths, state_len=config.state_len, blank_score=config.blank_score,
                            loss_clip=options.loss_clip)
             penalty = l0_penalty(model)
             loss = crf + lam * penalty
@@ -324,7 +323,7 @@ def _log_row(log: Any, model: MaskedBonitoCRF, step: int, window: list[tuple[flo
     """One TSV row (means over the window) to train.tsv and one readable line to stderr."""
     enc = model.config.encoder
     kept = kept_neurons(model)
-    flops = lstm_step_flops(kept, enc.features) / enc.stride
+    flops = lstm_step_flops(model.config.replace(encoder=enc.with_hidden_sizes(kept))) / enc.stride
     mean = np.mean(np.array(window), axis=0) if window else np.full(3, np.nan)
     val_loss, val_acc = val if val is not None else (float("nan"), float("nan"))
     values = (step, f"{mean[0]:.6f}", f"{mean[1]:.6f}", f"{mean[2]:.2f}", f"{lam:.3g}", f"{lr:.4g}",

@@ -1,7 +1,7 @@
 """The Bonito CRF model with learnable neuron gates (Frensel, Al-Ars & Hofstee, BCB'24).
 
 Every LSTM neuron k of layer i has a hard-concrete gate s_k with parameter
-``rnns.{i}.log_alpha[k]``; an L0 penalty on P(s_k != 0) pushes neurons off,
+``encoder.{i}.log_alpha[k]``; an L0 penalty on P(s_k != 0) pushes neurons off,
 and ``edgecall.export.shrink`` then removes the ones whose deterministic gate
 is off. Parameter names equal ``BonitoCRF``'s plus the ``log_alpha`` vectors,
 so a training checkpoint is a canonical state dict that ``load_checkpoint``
@@ -30,7 +30,8 @@ from edgecall.config import ModelConfig
 from edgecall.errors import EdgecallError
 from edgecall.export.shrink import BETA, GAMMA, LSTM_GATES, ZETA, keep_mask, nonzero_probability
 from edgecall.model.checkpoint import LoadedCheckpoint
-from edgecall.model.crf import BonitoCRF
+from edgecall.layers import Recurrent, recurrent_indices
+from edgecall.model.crf import BonitoCRF, gate_key, upgrade_format1_state, weight_key
 
 INIT_FULLY_ON_PROBABILITY = 0.9  # P(gate == 1) of a fresh neuron: ~90% of neurons fully on in each training step
 # The sampled gate is exactly 1 when logit(u) >= beta ln((1 - gamma) / (zeta - 1)) - log_alpha, and
@@ -59,11 +60,11 @@ def sample_gate(log_alpha: Tensor) -> Tensor:
 class MaskedLSTM(nn.Module):
     """One gated unidirectional LSTM layer; a reversed layer flips time around it."""
 
-    def __init__(self, insize: int, size: int, reverse: bool) -> None:
+    def __init__(self, spec: Recurrent) -> None:
         super().__init__()
-        self.rnn = nn.LSTM(insize, size)
-        self.log_alpha = nn.Parameter(torch.empty(size).normal_(LOG_ALPHA_INIT_MEAN, LOG_ALPHA_INIT_STD))
-        self.reverse = reverse
+        self.rnn = nn.LSTM(spec.insize, spec.size)
+        self.log_alpha = nn.Parameter(torch.empty(spec.size).normal_(LOG_ALPHA_INIT_MEAN, LOG_ALPHA_INIT_STD))
+        self.reverse = spec.reverse
 
     def gate(self) -> Tensor:
         """(H,) the gate for this forward pass: sampled in training, binary in eval."""
@@ -92,7 +93,7 @@ class MaskedLSTM(nn.Module):
 class MaskedBonitoCRF(BonitoCRF):
     """(N, 1, T) normalised signal -> (T/stride, N, 4^(state_len+1)) CRF scores, gated LSTMs.
 
-    BonitoCRF with :class:`MaskedLSTM` layers: same parameter names plus ``rnns.{i}.log_alpha``.
+    BonitoCRF with :class:`MaskedLSTM` layers: same parameter names plus ``encoder.{i}.log_alpha``.
     """
 
     layer_type = MaskedLSTM
@@ -100,10 +101,12 @@ class MaskedBonitoCRF(BonitoCRF):
     def __init__(self, config: ModelConfig) -> None:
         if config.encoder.rnn_type != "lstm":
             raise EdgecallError(f"{config.name}: gated training supports LSTM layers, not {config.encoder.rnn_type}")
+        if config.blank_score is None:
+            raise EdgecallError(f"{config.name}: training CRF heads with learned stay scores is not supported (fixed blank only)")
         super().__init__(config)
 
     def masked_layers(self) -> list[MaskedLSTM]:
-        return [layer for layer in self.rnns if isinstance(layer, MaskedLSTM)]
+        return [layer for layer in self.encoder if isinstance(layer, MaskedLSTM)]
 
 
 def kept_neurons(model: MaskedBonitoCRF) -> tuple[int, ...]:
@@ -132,7 +135,7 @@ def delayed_lambda(step: int, *, warmup_steps: int, initial: float = 5e-8, targe
 
 
 def to_checkpoint_state(model: MaskedBonitoCRF) -> dict[str, Tensor]:
-    """Canonical names (``conv.*``, ``rnns.i.rnn.*``, ``head.*``) + ``rnns.i.log_alpha``, detached copies."""
+    """The layer-list names (``encoder.{i}.conv|rnn|linear.*``) + ``encoder.{i}.log_alpha``, detached copies."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -140,7 +143,7 @@ def from_checkpoint_state(config: ModelConfig, state: dict[str, Tensor]) -> Mask
     """Rebuild a model from ``to_checkpoint_state`` output; strict about names and shapes."""
     model = MaskedBonitoCRF(config)
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(upgrade_format1_state(config, state), strict=True)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())[:300]
         raise EdgecallError(f"{config.name}: weights do not fit the gated model ({detail})") from None
@@ -155,8 +158,9 @@ def from_loaded(ckpt: LoadedCheckpoint) -> MaskedBonitoCRF:
 def _gated_state(ckpt: LoadedCheckpoint) -> dict[str, Tensor]:
     """``ckpt``'s weights plus a ``log_alpha`` per layer: its own masks, else fresh gates."""
     state = dict(ckpt.state)
-    for i, layer in enumerate(MaskedBonitoCRF(ckpt.config).masked_layers()):
-        state[f"rnns.{i}.log_alpha"] = ckpt.log_alpha[i] if ckpt.log_alpha is not None else layer.log_alpha.detach()
+    fresh = MaskedBonitoCRF(ckpt.config).masked_layers()
+    for k, (i, layer) in enumerate(zip(recurrent_indices(ckpt.config.encoder.sublayers), fresh)):
+        state[gate_key(i)] = ckpt.log_alpha[k] if ckpt.log_alpha is not None else layer.log_alpha.detach()
     return state
 
 
@@ -187,8 +191,8 @@ def from_pretrained(ckpt: LoadedCheckpoint, config: ModelConfig) -> MaskedBonito
     the old one's average score instead of from noise (sparse-sl3, state_len 4 -> 3,
     was at 0.846 lambda identity after 200 steps; its source at 0.875).
     """
-    old_len, new_len = ckpt.config.decoder.state_len, config.decoder.state_len
-    if ckpt.config.replace(name=config.name, decoder=config.decoder) != config:
+    old_len, new_len = ckpt.config.state_len, config.state_len
+    if ckpt.config.with_state_len(new_len).replace(name=config.name, decoder=config.decoder) != config:
         raise EdgecallError(
             f"{ckpt.source}: its model differs from this run's in more than the CRF state length; "
             "start from it without size options (--hidden, --layers, --features, --config)"
@@ -196,7 +200,10 @@ def from_pretrained(ckpt: LoadedCheckpoint, config: ModelConfig) -> MaskedBonito
     state = _gated_state(ckpt)
     if new_len != old_len:
         rows = crf_head_sources(old_len, new_len)
-        for name in ("head.weight", "head.bias"):
+        head = config.encoder.head_index
+        if config.blank_score is None:
+            raise EdgecallError(f"{ckpt.source}: changing the state length of a learned-stay CRF head is not supported")
+        for name in (weight_key(config, head, "weight"), weight_key(config, head, "bias")):
             old = state[name]
             state[name] = torch.stack([old[r].mean(dim=0) for r in rows])
     return from_checkpoint_state(config, state)
