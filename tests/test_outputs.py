@@ -223,3 +223,79 @@ def test_resume_refuses_another_format(lambda_pod5: Path, tmp_path: Path) -> Non
     assert first.returncode == 0, first.stderr
     result = edgecall("run", "--model", MODEL, "--resume-from", str(tmp_path / "calls.fastq"), "-o", str(tmp_path / "calls.bam"), str(lambda_pod5))
     assert result.returncode != 0 and "resume into the same format" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---- --reference ---------------------------------------------------------------------------
+
+
+def _fasta(path: Path) -> dict[str, str]:
+    sequences: dict[str, list[str]] = {}
+    name = ""
+    for line in path.read_text().splitlines():
+        if line.startswith(">"):
+            name = line[1:].split()[0]
+            sequences[name] = []
+        elif line:
+            sequences[name].append(line.strip().upper())
+    return {k: "".join(v) for k, v in sequences.items()}
+
+
+def _edit_distance(record, reference: str) -> int:  # noqa: ANN001 - pysam.AlignedSegment
+    """NM recomputed from the CIGAR, the read and the reference (independent of minimap2's tags)."""
+    distance, query, target = 0, record.query_sequence, record.reference_start
+    position = 0
+    for op, length in record.cigartuples:
+        if op in (0, 7, 8):  # M = X
+            distance += sum(a != b for a, b in zip(query[position:position + length], reference[target:target + length]))
+            position, target = position + length, target + length
+        elif op == 1:
+            distance, position = distance + length, position + length
+        elif op == 2:
+            distance, target = distance + length, target + length
+        elif op == 4:
+            position += length
+    return distance
+
+
+def test_reference_gives_aligned_bam_with_the_default_model(shared_data: Path, lambda_pod5: Path, tmp_path: Path) -> None:
+    import pysam
+
+    reference = shared_data / "accuracy" / "lambda_r941" / "Lambda_phage.fna"
+    result = edgecall("run", "--reference", str(reference), "-o", str(tmp_path / "aligned.bam"), str(lambda_pod5))
+    assert result.returncode == 0, result.stderr
+    genome = _fasta(reference)
+    with pysam.AlignmentFile(str(tmp_path / "aligned.bam")) as bam:
+        assert [(s["SN"], s["LN"]) for s in bam.header.to_dict()["SQ"]] == [(name, len(seq)) for name, seq in genome.items()]
+        records = list(bam)
+    primary = [r for r in records if not (r.is_secondary or r.is_supplementary)]
+    assert len(primary) == 50 and len({r.query_name for r in primary}) == 50
+    mapped = [r for r in primary if not r.is_unmapped]
+    assert len(mapped) >= 45
+    assert any(r.is_reverse for r in mapped) and any(not r.is_reverse for r in mapped)
+    for record in mapped:
+        assert record.get_tag("NM") == _edit_distance(record, genome[record.reference_name])
+        assert record.get_tag("RG").endswith("_edgecall-r941-v2") and record.has_tag("MD") and record.has_tag("qs")
+        assert record.infer_read_length() == len(record.query_sequence)
+    for record in records:
+        if record.is_supplementary or record.is_secondary:
+            assert record.query_name in {r.query_name for r in mapped}
+
+
+def test_reference_needs_bam_output(shared_data: Path, lambda_pod5: Path) -> None:
+    reference = shared_data / "accuracy" / "lambda_r941" / "Lambda_phage.fna"
+    result = edgecall("run", "--reference", str(reference), str(lambda_pod5))
+    assert result.returncode != 0 and "-o calls.bam" in result.stderr and "Traceback" not in result.stderr
+    bad = edgecall("run", "--reference", str(reference), "--mm2-opts=--frobnicate", "--emit-bam", str(lambda_pod5))
+    assert bad.returncode != 0 and "'--frobnicate' is not supported" in bad.stderr
+
+
+def test_progress_knows_the_total_where_pod5_says(shared_data: Path, lambda_pod5: Path) -> None:
+    from edgecall.cli.run import _expected_reads
+    from edgecall.runtime.pipeline import RunOptions
+    from edgecall.runtime.readers import count_reads
+
+    fast5 = sorted((shared_data / "accuracy" / "lambda_r941" / "fast5").glob("*.fast5"))[:1]
+    assert count_reads([lambda_pod5]) == 50 and count_reads([lambda_pod5, *fast5]) is None
+    assert _expected_reads([lambda_pod5], None, RunOptions(), None) == 50
+    assert _expected_reads([lambda_pod5], None, RunOptions(max_reads=7), None) == 7
+    assert _expected_reads([lambda_pod5], lambda_pod5.parent, RunOptions(), None) is None  # watching: open-ended

@@ -19,7 +19,7 @@ from edgecall.package import DEFAULT_MODEL, load_package
 from edgecall.runtime.pipeline import Basecaller, RunOptions
 from edgecall.runtime.read import ReadFailure
 from edgecall.runtime.output import open_output, output_format, require_pysam
-from edgecall.runtime.readers import find_inputs, run_infos
+from edgecall.runtime.readers import count_reads, find_inputs, run_infos
 from edgecall.runtime.resume import ResumeState, scan_output
 from edgecall.runtime.summary import SummaryWriter
 from edgecall.runtime.watch import watch_folder
@@ -39,6 +39,8 @@ def run_command(
     precision: str = typer.Option("f32", "--precision", help="f32, or int8 (OpenVINO CPU; the package needs an int8 model from 'compile --int8')."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of stdout: FASTQ (.gz compresses), or BAM/SAM when the name ends .bam/.sam."),
     emit_bam: bool = typer.Option(False, "--emit-bam", help="Write BAM (Dorado's header and tags) instead of FASTQ, to stdout or -o."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Align to this reference (FASTA or minimap2 .mmi) with minimap2's map-ont preset; writes aligned BAM/SAM."),
+    mm2_opts: str = typer.Option("", "--mm2-opts", help="minimap2 options for --reference, e.g. '-x lr:hq -k 17 --secondary=no'."),
     bam_header: Optional[Path] = typer.Option(None, "--bam-header", help="SAM/BAM whose header BAM output uses (so a workflow's shards share one header)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Search folders recursively."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Chunks per inference call (default: automatic)."),
@@ -56,7 +58,7 @@ def run_command(
     watch_idle: Optional[float] = typer.Option(None, "--watch-idle", help="With --watch: stop after this many seconds without a new file (default: until Ctrl-C)."),
     max_memory: Optional[float] = typer.Option(None, "--max-memory", help="GB the basecaller's buffers may use (batch size and queues are sized to fit)."),
 ) -> None:
-    """Basecall reads to FASTQ (stdout by default); progress and a summary go to stderr."""
+    """Basecall reads to FASTQ (stdout by default) or SAM/BAM (aligned with --reference); progress and a summary go to stderr."""
     if not inputs and watch is None:
         raise EdgecallError("give input files or folders, or --watch FOLDER")
     if watch is not None and not watch.is_dir():
@@ -66,6 +68,10 @@ def run_command(
     fmt = output_format(output, emit_bam)
     if bam_header is not None and fmt == "fastq":
         raise EdgecallError("--bam-header is for BAM/SAM output (-o x.bam, -o x.sam or --emit-bam)")
+    if reference is not None and fmt == "fastq":
+        raise EdgecallError("--reference writes aligned BAM/SAM: add -o calls.bam, -o calls.sam or --emit-bam")
+    if mm2_opts and reference is None:
+        raise EdgecallError("--mm2-opts needs --reference")
     resume = scan_output(resume_from) if resume_from is not None else None
     options = RunOptions(
         device=device, precision=precision, batch_size=batch_size, chunksize=chunksize, overlap=overlap, threads=threads,
@@ -74,14 +80,15 @@ def run_command(
         max_memory=int(max_memory * 1e9) if max_memory is not None else None,
     )
     caller = Basecaller(package, options)
-    header = _header(fmt, bam_header, files, watch, recursive, package)
+    aligner = _aligner(reference, mm2_opts, threads)
+    header = _header(fmt, bam_header, files, watch, recursive, package, aligner)
     writer = open_output(output, fmt, model_name=package.config.name, stride=package.config.stride, emit_moves=emit_moves,
-                         resume=resume, header=header)
+                         resume=resume, header=header, aligner=aligner)
     summary = _open_summary(emit_summary, resume)
     sources = _sources(files, watch, recursive, watch_idle)
     counts = {"called": 0, "filtered": 0, "failed": 0, "bases": 0}
     start = time.perf_counter()
-    progress = _progress(len(files))
+    progress = _progress(len(files), _expected_reads(files, watch, options, resume) if sys.stderr.isatty() else None)
     try:
         for item in caller.run(sources):
             if isinstance(item, ReadFailure):
@@ -122,18 +129,33 @@ def run_command(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-def _header(fmt: str, given: Path | None, files: list[Path], watch: Path | None, recursive: bool, package) -> dict | None:  # noqa: ANN001
+def _aligner(reference: Path | None, mm2_opts: str, threads: int | None):  # noqa: ANN202 - Aligner or None
+    if reference is None:
+        return None
+    require_pysam()
+    try:
+        from edgecall.runtime.align import Aligner
+    except ImportError:
+        raise EdgecallError("--reference needs mappy (pip install mappy; Linux and macOS only)") from None
+    return Aligner(reference, mm2_opts, threads)
+
+
+def _header(fmt: str, given: Path | None, files: list[Path], watch: Path | None, recursive: bool, package, aligner) -> dict | None:  # noqa: ANN001
     """The SAM/BAM header: ``--bam-header``'s, or Dorado's for the runs of the inputs (and the watched folder's files so far)."""
     if fmt == "fastq":
         return None
     require_pysam()
     from edgecall.runtime.bam import bam_header, read_header
 
+    references = aligner.references if aligner is not None else []
     if given is not None:
-        return read_header(given)
+        header = read_header(given)
+        if [(s["SN"], s["LN"]) for s in header.get("SQ", [])] != references:
+            raise EdgecallError(f"{given}: its reference sequences (@SQ) do not match this run's --reference")
+        return header
     present = find_inputs([watch], recursive=recursive) if watch is not None and _has_inputs(watch, recursive) else []
     command = " ".join(["edgecall", *map(shlex.quote, sys.argv[1:])])
-    return bam_header(run_infos([*files, *present]), package.config.name, package.config.stride, command)
+    return bam_header(run_infos([*files, *present]), package.config.name, package.config.stride, command, references)
 
 
 def _has_inputs(folder: Path, recursive: bool) -> bool:
@@ -170,12 +192,23 @@ def _read_ids(path: Path | None) -> frozenset[str] | None:
     return ids
 
 
-def _progress(files: int):  # noqa: ANN202 - tqdm or None
+def _expected_reads(files: list[Path], watch: Path | None, options: RunOptions, resume: ResumeState | None) -> int | None:
+    """Reads the run will call, where the inputs say (pod5 counts its reads): the progress bar's total and ETA."""
+    if watch is not None or options.read_ids is not None:
+        return None
+    total = count_reads(files)
+    if total is None:
+        return None
+    total = max(0, total - (resume.records if resume is not None else 0))
+    return min(total, options.max_reads) if options.max_reads is not None else total
+
+
+def _progress(files: int, total: int | None):  # noqa: ANN202 - tqdm or None
     if not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
-    return tqdm(unit=" reads", desc=f"basecalling {files} file{'s' * (files != 1)}", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, unit=" reads", desc=f"basecalling {files} file{'s' * (files != 1)}", file=sys.stderr, dynamic_ncols=True)
 
 
 def _note(progress, line: str) -> None:  # noqa: ANN001

@@ -79,6 +79,21 @@ def iter_reads(
             yield ReadFailure(path, "reading stopped: " + describe(exc))
 
 
+def count_reads(paths: Iterable[Path]) -> int | None:
+    """Reads in ``paths`` when every file says (pod5 stores its count); None when any cannot (fast5, unreadable)."""
+    total = 0
+    for path in map(Path, paths):
+        if path.suffix.lower() != ".pod5":
+            return None
+        from edgecall.runtime.readers.pod5 import pod5_read_count
+
+        count = pod5_read_count(path)
+        if count is None:
+            return None
+        total += count
+    return total
+
+
 def run_infos(paths: Iterable[Path]) -> dict[str, RunInfo]:
     """run id -> its header facts, over the runs of ``paths``: a BAM header is written before the first read.
 

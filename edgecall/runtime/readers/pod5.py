@@ -59,6 +59,16 @@ def iter_pod5(
             yield _read(record, path)
 
 
+def pod5_read_count(path: Path) -> int | None:
+    """The reads one pod5 file holds, from its read table (no signal touched); None if it cannot be read."""
+    try:
+        with pod5.Reader(path) as reader:
+            _validate(reader)
+            return int(reader.num_reads)
+    except Exception:
+        return None
+
+
 def pod5_runs(path: Path) -> dict[str, RunInfo]:
     """run id -> header facts of the runs in one pod5 file; {} for a file that cannot be read (its reads fail later)."""
     runs: dict[str, RunInfo] = {}
