@@ -8,7 +8,9 @@ per chunk (what the decoder did before), the beam search at the shipped width,
 16 and 32, each with and without its row prefetch, Viterbi; finally the decoder
 end to end, on the scores laid out chunk by chunk (as the OpenVINO backend hands
 them over) and in the network's own (T, N, C) layout, where a chunk's rows sit
-N*C apart. Best of ``--rounds`` passes over the chunks. The scores come from a
+N*C apart; and once more with the fixed blank given as learned stay scores
+(bonito's 5 * 4**L layout, ``blank_score=None``), which adds the split into
+steps and stays. Best of ``--rounds`` passes over the chunks. The scores come from a
 child process, so this one never loads OpenVINO, which changes malloc's
 behaviour for the whole process (it raises glibc's mmap threshold, hiding the
 cost of fresh buffers).
@@ -43,7 +45,7 @@ from edgecall.export.quantize import runtime_scores  # noqa: E402
 from edgecall.package import load_package  # noqa: E402
 from edgecall.runtime.backends import chunk_major  # noqa: E402
 from edgecall.runtime.decode import crf  # noqa: E402
-from edgecall.runtime.decode.crf_posteriors import Workspace, _weights, guides  # noqa: E402
+from edgecall.runtime.decode.crf_posteriors import Workspace, _weights, guides, split_stays  # noqa: E402
 from edgecall.runtime.decode.crf_search import beam_path, viterbi_path  # noqa: E402
 
 
@@ -149,11 +151,18 @@ def main() -> None:
             lambda n, w=width_: beam_path(chunk(n), 0, look_ahead[n], w, dec.beam_cut, blank, 0)
         )
     steps["viterbi"] = lambda n: viterbi_path(chunk(n), 0, blank)
+    grouped = scores.reshape(frames, count, width // 4, 4)  # the blank as each state's stay column
+    learned = chunk_major(np.concatenate([np.full((*grouped.shape[:3], 1), blank, np.float32), grouped], axis=3)
+                          .reshape(frames, count, -1))
+    steps["split learned stays"] = lambda n: split_stays(learned[:, n : n + 1], 0, space)
     search = (dec.beam_width, dec.beam_cut, blank, dec.qscale, dec.qbias)
     for mode in crf.MODES:
         label = f"whole decode, {mode}" + f" (width {dec.beam_width})" * (mode == "beam")
         for layout, name in ((scores, "chunk by chunk"), (network, "network's (T, N, C)")):
             steps[f"{label}, {name}"] = lambda n, a=layout, b=mode == "beam": crf._decode_chunk(*crf._one_chunk(a, n), b, *search)
+        learned_search = (dec.beam_width, dec.beam_cut, None, dec.qscale, dec.qbias)
+        steps[f"{label}, learned stays"] = lambda n, b=mode == "beam": crf._decode_chunk(
+            *crf._one_chunk(learned, n), b, *learned_search)
     print(f"# {package.config.name}: {count} chunks of {frames} frames x {width} scores; one thread; best of {args.rounds}")
     for name, step in steps.items():
         print(f"{name:<52} {best_ms(step, count, args.rounds):7.3f} ms/chunk")

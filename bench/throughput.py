@@ -16,7 +16,9 @@ it shows that eager's collapse under load is thread synchronisation.
 Models: ``dense`` (HAC size: features 384, LSTM 384x5, state_len 4), the
 paper's shrunk sizes ``lambda2e-7``, ``lambda6e-7``, ``lambda2e-6`` (compiled
 from random factories-style checkpoints into a temp dir: speed does not depend
-on weight values), ``default`` (the bundled default model), or any bundled
+on weight values), ``r10-fast`` / ``r10-hac`` (ONT's fast@v4.0.0 and hac@v4.2.0 at
+their own sizes, random weights, built by Bonito's code as the tests do: needs
+ont-bonito --no-deps), ``default`` (the bundled default model), or any bundled
 name / package directory.
 
     python bench/throughput.py                      # ~10 min on 2 cores
@@ -47,6 +49,10 @@ PAPER_SIZES = {  # BCB'24 Table 1, hidden sizes after shrinking
     "lambda2e-6": (55, 22, 21, 88, 145),
 }
 BUILT = {"dense": (384,) * 5, **PAPER_SIZES}
+ONT_SIZES = {  # ONT's R10.4.1 models at their own sizes, random weights (needs ont-bonito --no-deps, as the tests)
+    "r10-fast": "dna_r10.4.1_e8.2_260bps_fast@v4.0.0",
+    "r10-hac": "dna_r10.4.1_e8.2_400bps_hac@v4.2.0",
+}
 MINION = 0.72e6  # samples/s a MinION produces (the keep-up yardstick in bench/RESULTS.md)
 
 
@@ -54,13 +60,17 @@ def build_package(name: str, root: Path) -> Path:
     """A compiled package of the named size from a random factories-style checkpoint, or a bundled/package path."""
     from edgecall.package import DEFAULT_MODEL, load_package
 
-    if name not in BUILT:
+    if name not in BUILT and name not in ONT_SIZES:
         return load_package(DEFAULT_MODEL if name == "default" else name).path
     sys.path.insert(0, str(BENCH.parent / "tests"))
-    from factories import write_efficient_basecallers
+    from factories import write_efficient_basecallers, write_tiny_ont_folder
 
     from edgecall.export.compile import compile_checkpoint
 
+    if name in ONT_SIZES:
+        folder = write_tiny_ont_folder(root / ONT_SIZES[name], SHARED, ONT_SIZES[name], width=None, kind="bonito")
+        compile_checkpoint(folder, root / name, targets=["CPU"], name=ONT_SIZES[name])
+        return root / name
     ckpt = write_efficient_basecallers(root / f"{name}.pt", BUILT[name])
     compile_checkpoint(ckpt, root / name, targets=["CPU"], name=name)
     return root / name

@@ -20,13 +20,12 @@ from pathlib import Path
 from edgecall.chemistry import LABELS, RunChemistry, check_run, format_rate, parse_model_name, pore
 from edgecall.config import ModelConfig, read_toml
 from edgecall.errors import EdgecallError
-from edgecall.package import BUNDLED_DIR, CONFIG_NAME, ONNX_NAME, bundled_models
+from edgecall.package import BUNDLED_DIR, CONFIG_NAME, DEFAULT_MODEL, ONNX_NAME, bundled_models
 
 MODELS_DIRECTORY_ENV = "EDGECALL_MODELS_DIRECTORY"
 CACHE_ENV = "EDGECALL_CACHE"
 TIERS = ("fast", "hac", "sup")
 TIER_PREFERENCE = ("hac", "fast", "sup")  # without --model: accurate enough and fast enough on a CPU, as Dorado's default
-FALLBACK_MODEL = "edgecall-r941-v2"  # R9.4.1 reads, and reads with no chemistry in their run info (as before)
 
 
 @dataclass(frozen=True)
@@ -114,11 +113,11 @@ def choose(model: str | None, run: RunChemistry | None, directory: Path | None) 
         return _named(model, installed)
     if run is None or run.pore is None:
         if model is None:
-            return _named(FALLBACK_MODEL, installed)
+            return _named(DEFAULT_MODEL, installed)
         raise EdgecallError(f"--model {model}: the reads' run info names no chemistry to pick a {model} model for; "
                             "give a model name")
     fitting = [m for m in installed if _fits(m, run)]
-    default = next((m for m in fitting if m.name == FALLBACK_MODEL), None)
+    default = next((m for m in fitting if m.name == DEFAULT_MODEL), None)
     if model is None and default is not None:
         return default  # the project's default for its chemistry, as before chemistry picked models
     chosen = _best(fitting, model)
@@ -144,13 +143,24 @@ def _named(model: str, installed: list[InstalledModel]) -> InstalledModel:
     raise EdgecallError(f"model '{model}': no such package, model folder or installed model (installed: {names})")
 
 
+DOWNLOAD_HINTS = {  # ONT's basecall model for each chemistry a user may be missing
+    ("r10.4.1", 5000): "dna_r10.4.1_e8.2_400bps_hac@v5.0.0",
+    ("r10.4.1", 4000): "dna_r10.4.1_e8.2_400bps_hac@v4.1.0",
+    ("r9.4.1", 4000): "dna_r9.4.1_e8_hac@v3.3",
+    ("rna004", 4000): "rna004_130bps_hac@v5.0.0",
+    ("rna002", 3000): "rna002_70bps_hac@v3",
+}
+
+
 def missing_model_hint(run: RunChemistry, tier: str | None, installed: list[InstalledModel]) -> str:
-    label = LABELS.get(run.pore or "", "these")
     names = ", ".join(m.name for m in installed) or "none"
     what = f"{tier} model" if tier else "model"
+    ont = DOWNLOAD_HINTS.get((run.pore or "", run.sample_rate))
+    if ont and tier:
+        ont = ont.replace("_hac@", f"_{tier}@")
+    fetch = f"'dorado download --model {ont}'" if ont else "'dorado download' for this chemistry's model"
     return (f"no installed {what} calls {run.describe()} reads (installed: {names}); on a connected machine run "
-            f"'dorado download --model dna_r10.4.1_e8.2_400bps_hac@v5.0.0' (or the {label} model for this run) "
-            f"and pass its folder with --models-directory or --model")
+            f"{fetch} and pass its folder with --model or --models-directory")
 
 
 def cache_root() -> Path:

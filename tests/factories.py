@@ -42,3 +42,53 @@ def efficient_basecallers_state(
 def write_efficient_basecallers(path: Path, kept: Sequence[int], **kw) -> Path:
     torch.save({"model_state": efficient_basecallers_state(kept, **kw), "epoch": 1}, path)
     return path
+
+
+def write_tiny_ont_folder(folder, shared_data, config_name: str, width: int | None = 16, seed: int = 0, kind: str = "dorado",
+                          learned_stays: bool = False):
+    """An ONT model folder named like ``config_name`` whose config is that one with every
+    layer ``width`` wide (the 128 bottleneck ``width // 2``): all of its layer types and
+    chunking, a fraction of its cost (``width`` None: the config's own sizes;
+    ``learned_stays``: the CRF head without its fixed blank_score, Bonito's 5·4^L outputs). Built and written by Bonito's own code; random
+    weights and batchnorm statistics (mechanics only)."""
+    import copy
+
+    import toml
+    import torch
+    from bonito_reference import bonito_export, bonito_nn
+
+    from edgecall.config import read_toml
+
+    source = Path(shared_data) / "configs" / "dorado_tests" / config_name / "config.toml"
+    doc = read_toml(source)
+    full = max(int(s.get("size", 0)) for s in doc["encoder"]["sublayers"] if s["type"] == "lstm")
+    resize = {full: width, 128: width // 2} if width is not None else {}
+    for layer in doc["encoder"]["sublayers"]:
+        for key in ("size", "insize", "in_features", "out_features"):
+            if key in layer and layer[key] in resize and not (layer["type"] == "convolution" and key == "insize" and layer[key] == 1):
+                layer[key] = resize[layer[key]]
+    if learned_stays:
+        for layer in doc["encoder"]["sublayers"]:
+            layer.pop("blank_score", None) if layer["type"] == "linearcrfencoder" else None
+    nn = bonito_nn()
+    torch.manual_seed(seed)
+    encoder = nn.from_dict(copy.deepcopy(doc["encoder"]))
+    with torch.no_grad():
+        for module in encoder.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    encoder.eval()
+    folder = Path(folder)
+    if kind == "bonito":
+        folder.mkdir(parents=True)
+        (folder / "config.toml").write_text(toml.dumps(doc))
+        torch.save({f"encoder.{k}": v for k, v in encoder.state_dict().items()}, folder / "weights_1.tar")
+    else:
+        class Holder(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.encoder = encoder
+
+        bonito_export().export_to_dorado(Holder().apply(nn.fuse_bn_), doc, folder)
+    return folder

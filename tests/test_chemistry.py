@@ -10,6 +10,8 @@ from edgecall.catalog import choose, installed_models
 from edgecall.chemistry import check_run, parse_model_name, pore, run_chemistry
 from edgecall.errors import EdgecallError
 
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
 
 def dorado_test_files(shared_data: Path) -> list[tuple[Path, str]]:
     """Dorado's chemistry-detection files: each folder is named after the chemistry of its file."""
@@ -81,3 +83,112 @@ def test_choice_by_chemistry_and_tier() -> None:
     with pytest.raises(EdgecallError, match="no such package, model folder or installed model"):
         choose("no-such-model", r9, None)
     assert {m.name for m in installed_models()} >= {"edgecall-r941-v2", "deepnano-blitz-w64"}
+
+
+# ---- end to end ---------------------------------------------------------------------------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+
+def edgecall_run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "edgecall", "run", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+def test_a_wrong_chemistry_model_writes_nothing_and_says_why_in_two_lines(shared_data: Path) -> None:
+    reads = shared_data / "pod5" / "remora" / "can_reads.pod5"
+    run = edgecall_run("--model", "edgecall-r941-v2", str(reads))
+    assert run.returncode != 0 and run.stdout == "" and "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) <= 2
+    assert f"{reads}: 14 reads are R10.4.1 (FLO-PRO114M, SQK-LSK114) at 4 kHz; model edgecall-r941-v2 is R9.4.1" in lines[0]
+    nothing = edgecall_run(str(reads))  # no --model: no installed model fits, and the line says how to get one
+    assert nothing.returncode == 1 and nothing.stdout == "" and len(nothing.stderr.strip().splitlines()) == 1
+    assert "no installed model calls R10.4.1" in nothing.stderr and "dorado download --model dna_r10.4.1" in nothing.stderr
+
+
+@pytest.fixture(scope="module")
+def r10_models(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder with tiny (width-16, random-weight) copies of ONT's fast@v4.0.0, hac@v4.2.0 and hac@v4.3.0."""
+    pytest.importorskip("torch")
+    from factories import write_tiny_ont_folder
+
+    root = tmp_path_factory.mktemp("models")
+    write_tiny_ont_folder(root / "dna_r10.4.1_e8.2_260bps_fast@v4.0.0", shared_data, "dna_r10.4.1_e8.2_260bps_fast@v4.0.0")
+    write_tiny_ont_folder(root / "dna_r10.4.1_e8.2_400bps_hac@v4.2.0", shared_data, "dna_r10.4.1_e8.2_400bps_hac@v4.2.0", seed=1)
+    write_tiny_ont_folder(root / "dna_r10.4.1_e8.2_400bps_hac@v4.3.0", shared_data, "dna_r10.4.1_e8.2_400bps_hac@v4.3.0",
+                          seed=2, kind="bonito")
+    return root
+
+
+def records(fastq: str) -> list[str]:
+    return [line.split("\t")[0][1:] for line in fastq.splitlines()[::4]]
+
+
+def test_r10_reads_at_5khz_and_4khz_are_called_with_the_model_their_chemistry_picks(
+        shared_data: Path, r10_models: Path, tmp_path: Path) -> None:
+    """Random weights (the calls mean nothing): chemistry choice, ONT-folder compile cache, normalisation, chunking."""
+    pod5_dir = shared_data / "pod5"
+    at_5khz = [pod5_dir / "slow5-converted" / "one_5khz.pod5", pod5_dir / "dorado-extra" / "duplex_r1041.pod5",
+               *sorted((pod5_dir / "dorado" / "dna_r10.4.1_e8.2_400bps_5khz").glob("*.pod5"))]
+    at_4khz = [pod5_dir / "remora" / "can_reads.pod5", pod5_dir / "slow5-converted" / "one_read.pod5",
+               *sorted((pod5_dir / "dorado" / "dna_r10.4.1_e8.2_260bps").glob("*.pod5"))]
+    env = {"EDGECALL_CACHE": str(tmp_path / "cache"), "EDGECALL_MODELS_DIRECTORY": str(r10_models)}
+    fast = edgecall_run(*map(str, at_5khz), env=env)
+    assert fast.returncode == 0, fast.stderr
+    assert "model dna_r10.4.1_e8.2_400bps_hac@v4.2.0 (R10.4.1, 5 kHz) for reads that are R10.4.1" in fast.stderr
+    assert "compiling" in fast.stderr and len(records(fast.stdout)) == 1 + 4 + 3
+    assert "RG:Z:" in fast.stdout and "_dna_r10.4.1_e8.2_400bps_hac@v4.2.0" in fast.stdout
+    again = edgecall_run("--model", "hac", *map(str, at_5khz[:1]), env=env)
+    assert again.returncode == 0 and "compiling" not in again.stderr  # the compiled folder is reused
+    pa = edgecall_run("--model", str(r10_models / "dna_r10.4.1_e8.2_400bps_hac@v4.3.0"), *map(str, at_5khz[:2]), env=env)
+    assert pa.returncode == 0 and len(records(pa.stdout)) == 5, pa.stderr
+    slow = edgecall_run(*map(str, at_4khz), env=env)
+    assert slow.returncode == 0 and len(records(slow.stdout)) == 14 + 1 + 2, slow.stderr
+    assert "model dna_r10.4.1_e8.2_260bps_fast@v4.0.0" in slow.stderr
+    warnings = [line for line in slow.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 2 and all("400 bases/s chemistry" in w for w in warnings)  # can_reads, one_read: once per file
+    mixed = edgecall_run(*map(str, at_5khz[:1] + at_4khz[:1]), env=env)  # can_reads sorts first and picks the model
+    assert mixed.returncode == 3 and len(records(mixed.stdout)) == 14
+    assert (f"{at_5khz[0]}: 1 read is sampled at 5 kHz; model dna_r10.4.1_e8.2_260bps_fast@v4.0.0 is R10.4.1 at 4 kHz; "
+            "installed R10.4.1 models: dna_r10.4.1_e8.2_400bps_hac@v4.2.0, dna_r10.4.1_e8.2_400bps_hac@v4.3.0") in mixed.stderr
+
+
+def test_models_lists_ont_folders(r10_models: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "edgecall", "models", "--models-directory", str(r10_models)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    rows = {line.split()[0]: line.split() for line in run.stdout.splitlines()[1:]}
+    assert rows["dna_r10.4.1_e8.2_400bps_hac@v4.2.0"][1:7] == ["R10.4.1", "5", "kHz", "hac", "ONT", "folder"]
+    assert rows["dna_r10.4.1_e8.2_260bps_fast@v4.0.0"][1:7] == ["R10.4.1", "4", "kHz", "fast", "ONT", "folder"]
+    assert rows["edgecall-r941-v2"][1:6] == ["R9.4.1", "4", "kHz", "hac", "bundled"]
+    assert rows["edgecall-r941-v2"][-2:] == ["0.8815", "(lambda_r941)"]
+
+
+def test_a_learned_stay_model_compiles_to_bonitos_outputs_and_calls(shared_data: Path, tmp_path: Path) -> None:
+    """A CRF head without a fixed blank (5·4^L outputs): the package equals Bonito's forward and runs."""
+    pytest.importorskip("torch")
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from bonito_reference import bonito_nn
+    from factories import write_tiny_ont_folder
+
+    from edgecall.config import read_toml
+    from edgecall.export.compile import compile_checkpoint
+
+    name = "dna_r10.4.1_e8.2_400bps_hac@v4.2.0"
+    folder = write_tiny_ont_folder(tmp_path / name, shared_data, name, seed=4, kind="bonito", learned_stays=True)
+    package = compile_checkpoint(folder, tmp_path / "pkg", targets=["CPU"]).package.path
+    encoder = bonito_nn().from_dict(read_toml(folder / "config.toml")["encoder"])
+    encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in torch.load(folder / "weights_1.tar").items()})
+    x = np.random.default_rng(2).standard_normal((2, 1, 1200)).astype(np.float32)
+    with torch.no_grad():
+        expected = encoder.eval()(torch.from_numpy(x)).numpy()
+    got = ort.InferenceSession(str(package / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, {"signal": x})[0]
+    assert got.shape == expected.shape == (200, 2, 5 * 4**4) and np.abs(got - expected).max() < 1e-4
+    run = edgecall_run("--model", str(package), str(shared_data / "pod5" / "slow5-converted" / "one_5khz.pod5"))
+    assert run.returncode == 0 and len(records(run.stdout)) == 1, run.stderr

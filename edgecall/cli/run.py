@@ -14,12 +14,14 @@ from typing import Iterator, Optional
 
 import typer
 
+from edgecall import catalog
+from edgecall.chemistry import LABELS, RunChemistry, pore, run_chemistry
 from edgecall.errors import EdgecallError
-from edgecall.package import DEFAULT_MODEL, load_package
+from edgecall.package import load_package
 from edgecall.runtime.pipeline import Basecaller, RunOptions
 from edgecall.runtime.read import ReadFailure
 from edgecall.runtime.output import open_output, output_format, require_pysam
-from edgecall.runtime.readers import count_reads, find_inputs, run_infos
+from edgecall.runtime.readers import count_reads, find_inputs, first_read, run_infos
 from edgecall.runtime.resume import ResumeState, scan_output
 from edgecall.runtime.summary import SummaryWriter
 from edgecall.runtime.watch import watch_folder
@@ -34,7 +36,8 @@ def register(app: typer.Typer) -> None:
 
 def run_command(
     inputs: Optional[list[Path]] = typer.Argument(None, help="pod5/fast5 files or folders (optional with --watch)."),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Bundled model name or package directory."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name, package or ONT model folder, or a tier (fast, hac, sup) for the reads' chemistry (default: the reads' chemistry picks; see 'edgecall models')."),
+    models_dir: Optional[Path] = typer.Option(None, "--models-directory", help="Folder of model packages and ONT model folders (default: $EDGECALL_MODELS_DIRECTORY)."),
     device: str = typer.Option("CPU", "--device", "-d", help="CPU, GPU, NPU, MYRIAD, AUTO (OpenVINO); ort, ort:cuda, ort:tensorrt; torch. See 'edgecall devices'."),
     precision: str = typer.Option("f32", "--precision", help="f32, or int8 (OpenVINO CPU; the package needs an int8 model from 'compile --int8')."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of stdout: FASTQ (.gz compresses), or BAM/SAM when the name ends .bam/.sam."),
@@ -64,7 +67,7 @@ def run_command(
     if watch is not None and not watch.is_dir():
         raise EdgecallError(f"{watch}: no such folder to watch")
     files = find_inputs(inputs, recursive=recursive) if inputs else []
-    package = load_package(model)
+    package, directory = _choose_model(model, models_dir, files)
     fmt = output_format(output, emit_bam)
     if bam_header is not None and fmt == "fastq":
         raise EdgecallError("--bam-header is for BAM/SAM output (-o x.bam, -o x.sam or --emit-bam)")
@@ -79,7 +82,8 @@ def run_command(
         skip_read_ids=resume.read_ids if resume else frozenset(),
         max_memory=int(max_memory * 1e9) if max_memory is not None else None,
     )
-    caller = Basecaller(package, options)
+    caller = Basecaller(package, options, warn=lambda line: sys.stderr.write(f"edgecall: warning: {line}\n"),
+                        advice=lambda chemistry: _advice(chemistry, directory))
     aligner = _aligner(reference, mm2_opts, threads)
     header = _header(fmt, bam_header, files, watch, recursive, package, aligner)
     writer = open_output(output, fmt, model_name=package.config.name, stride=package.config.stride, emit_moves=emit_moves,
@@ -92,7 +96,7 @@ def run_command(
     try:
         for item in caller.run(sources):
             if isinstance(item, ReadFailure):
-                counts["failed"] += 1
+                counts["failed"] += item.reads
                 where = f"{item.source}" + (f": read {item.read_id}" if item.read_id else "")
                 _note(progress, f"edgecall: skipped {where}: {item.reason}")
                 continue
@@ -164,6 +168,31 @@ def _has_inputs(folder: Path, recursive: bool) -> bool:
     except EdgecallError:
         return False
     return True
+
+
+def _choose_model(model: str | None, models_dir: Path | None, files: list[Path]):  # noqa: ANN202 - (ModelPackage, Path | None)
+    """The package to run: ``--model`` (a tier resolved for the reads), else the one the reads' chemistry picks."""
+    directory = catalog.models_directory(models_dir)
+    run = None
+    if model is None or model in catalog.TIERS:
+        read = first_read(files)
+        if read is not None:
+            run = run_chemistry(read.run.flow_cell_product_code, read.run.sequencing_kit, read.sample_rate)
+    chosen = catalog.choose(model, run, directory)
+    if model is None or model in catalog.TIERS:
+        sys.stderr.write(f"edgecall: {catalog.describe_choice(chosen, run)}\n")
+    return load_package(catalog.package_path(chosen)), directory
+
+
+def _advice(chemistry: RunChemistry, directory: Path | None) -> str:
+    """What a refused file's line adds: the installed models that would call it, or how to get one."""
+    fitting = [m.name for m in catalog.installed_models(directory)
+               if chemistry.pore is not None and pore(m.config.chemistry) == chemistry.pore
+               and m.config.sample_rate == chemistry.sample_rate]
+    label = LABELS.get(chemistry.pore or "", "these")
+    if fitting:
+        return f"installed {label} models: {', '.join(fitting)} (--model NAME, or leave --model out)"
+    return f"no {label} model at {chemistry.sample_rate / 1000:g} kHz is installed (see 'edgecall models')"
 
 
 def _open_summary(path: Path | None, resume: ResumeState | None) -> SummaryWriter | None:

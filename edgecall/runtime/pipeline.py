@@ -15,10 +15,11 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from edgecall.chemistry import RunChemistry, RunCheck, check_run, run_chemistry
 from edgecall.config import ModelConfig, validate_chunking
 from edgecall.errors import EdgecallError
 from edgecall.package import ModelPackage
@@ -92,10 +93,15 @@ class _Batch:
 class Basecaller:
     """Open once (backend compiled once), then call :meth:`run` on inputs."""
 
-    def __init__(self, package: ModelPackage, options: RunOptions) -> None:
+    def __init__(self, package: ModelPackage, options: RunOptions, *,
+                 warn: Callable[[str], None] | None = None, advice: Callable[[RunChemistry], str] | None = None) -> None:
+        """``warn``: where once-per-file warnings go (unknown chemistry); ``advice``: what to
+        add to a chemistry refusal (e.g. the installed models that would fit)."""
         config = package.config
         self.package = package
         self.options = options
+        self.warn = warn or (lambda line: None)
+        self.advice = advice
         self.chunksize = options.chunksize or config.basecaller.chunksize
         self.overlap = options.overlap if options.overlap is not None else config.basecaller.overlap
         validate_chunking(config, self.chunksize, self.overlap)
@@ -164,19 +170,47 @@ class Basecaller:
                     taken += 1
             yield item
 
-    def _prepared(self, reads: Iterator[Read | ReadFailure]) -> Iterator[_Job | ReadFailure]:
+    def _checked(self, reads: Iterator[Read | ReadFailure]) -> Iterator[Read | ReadFailure]:
+        """Reads of a chemistry (or rate) the model cannot call never reach it: one failure per file and run,
+        counting its reads; unknown chemistry is called, with one warning per file."""
         config = self.config
+        checks: dict[tuple[str, str, int], tuple[RunChemistry, RunCheck]] = {}
+        warned: set[tuple[Path, tuple[str, str, int]]] = set()
+        refused: dict[tuple[Path, str], int] = {}  # (file, reason) -> reads, flushed when the file ends
+
+        def flush() -> Iterator[ReadFailure]:
+            for (source, reason), count in refused.items():
+                if count == 1 and reason.startswith("are "):
+                    reason = "is " + reason[4:]
+                yield ReadFailure(source, f"{count} read{'s' * (count != 1)} {reason}", None, reads=count)
+            refused.clear()
+
         for item in reads:
+            if refused and next(iter(refused))[0] != item.source:
+                yield from flush()
             if isinstance(item, ReadFailure):
                 yield item
                 continue
-            if item.sample_rate != config.sample_rate:
-                yield ReadFailure(
-                    item.source,
-                    f"sampled at {item.sample_rate} Hz but model '{config.name}' expects {config.sample_rate} Hz; "
-                    "choose a model for this data's chemistry",
-                    item.read_id,
-                )
+            key = (item.run.flow_cell_product_code, item.run.sequencing_kit, item.sample_rate)
+            if key not in checks:
+                chemistry = run_chemistry(*key)
+                checks[key] = (chemistry, check_run(chemistry, config.name, config.chemistry, config.sample_rate))
+            chemistry, check = checks[key]
+            if check.refusal is not None:
+                reason = check.refusal + (f"; {self.advice(chemistry)}" if self.advice else "")
+                refused[(item.source, reason)] = refused.get((item.source, reason), 0) + 1
+                continue
+            if check.warning is not None and (item.source, key) not in warned:
+                warned.add((item.source, key))
+                self.warn(f"{item.source}: reads {check.warning}")
+            yield item
+        yield from flush()
+
+    def _prepared(self, reads: Iterator[Read | ReadFailure]) -> Iterator[_Job | ReadFailure]:
+        config = self.config
+        for item in self._checked(reads):
+            if isinstance(item, ReadFailure):
+                yield item
                 continue
             t0 = time.perf_counter()
             prepared = prepare_scaled(item, config.normalisation)

@@ -58,7 +58,8 @@ class ReadFailure:
 
     source: Path  # file that failed
     reason: str  # one line, says what is wrong
-    read_id: str | None = None  # None when the whole file failed
+    read_id: str | None = None  # None when the whole file (or a whole run in it) failed
+    reads: int = 1  # reads this failure stands for (a file's reads refused together)
 
 
 @dataclass(frozen=True, eq=False)

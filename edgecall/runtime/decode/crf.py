@@ -1,7 +1,8 @@
 """CRF decoding: transition scores to bases, per-base qualities and a move table.
 
-The network gives, per frame, ``4**(state_len+1)`` transition scores (layout in
-``crf_posteriors``). Decoding one chunk is: forward/backward to get the beam's
+The network gives, per frame, ``4**(state_len+1)`` transition scores with a fixed
+stay ("blank") score, or ``5 * 4**state_len`` scores whose stays are learned
+(``blank_score=None``; layouts in ``crf_posteriors``). Decoding one chunk is: forward/backward to get the beam's
 look-ahead and the state posteriors, a path search (dorado's beam search, or
 Viterbi), then dorado's quality rule on the path. Every step is numba, compiled
 once and cached on disk, and releases the GIL, so ``decode_batch`` spreads
@@ -21,7 +22,7 @@ import numpy as np
 from numba import njit
 
 from edgecall.errors import EdgecallError
-from edgecall.runtime.decode.crf_posteriors import guides, thread_workspace
+from edgecall.runtime.decode.crf_posteriors import guides, split_stays, thread_workspace
 from edgecall.runtime.decode.crf_search import beam_path, viterbi_path
 from edgecall.runtime.read import DecodedChunk
 
@@ -113,27 +114,35 @@ def _bases_and_quals(
 
 
 def _decode_chunk(
-    scores: np.ndarray, n: int, beam: bool, beam_width: int, beam_cut: float, blank: float, qscale: float, qbias: float
+    scores: np.ndarray, n: int, beam: bool, beam_width: int, beam_cut: float, blank: float | None,
+    qscale: float, qbias: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Chunk ``n`` of (T, N, C) float32 ``scores`` to (moves, bases, quals), all uint8.
 
-    Plain Python on purpose: numba's disk cache does not notice edits to njit
-    functions in other modules, so no cached function here calls across files.
-    Each call below releases the GIL for all but a few microseconds.
+    ``blank`` None: the scores carry learned stays, split off here. Plain Python
+    on purpose: numba's disk cache does not notice edits to njit functions in
+    other modules, so no cached function here calls across files. Each call
+    below releases the GIL for all but a few microseconds.
     """
     if scores.shape[0] == 0:
         return np.zeros(0, np.uint8), np.zeros(0, np.uint8), np.zeros(0, np.uint8)
-    bwd, post = guides(scores, n, blank, thread_workspace())
-    if beam:
-        states, moves, _ = beam_path(scores, n, bwd, beam_width, beam_cut, blank)
+    space = thread_workspace()
+    stay: float | np.ndarray
+    if blank is None:
+        (scores, stay), n = split_stays(scores, n, space), 0
     else:
-        states, moves, _ = viterbi_path(scores, n, blank)
+        stay = blank
+    bwd, post = guides(scores, n, stay, space)
+    if beam:
+        states, moves, _ = beam_path(scores, n, bwd, beam_width, beam_cut, stay)
+    else:
+        states, moves, _ = viterbi_path(scores, n, stay)
     seq, qual = _bases_and_quals(states, moves, _frame_probs(states, post), qscale, qbias)
     return moves, seq, qual
 
 
-def _as_batch(scores: np.ndarray, state_len: int) -> np.ndarray:
-    """Check shape against ``state_len``; return (T, N, C) float32 whose chunks numba can take.
+def _as_batch(scores: np.ndarray, state_len: int, blank_score: float | None) -> np.ndarray:
+    """Check shape against ``state_len`` and the stay kind; return (T, N, C) float32 whose chunks numba can take.
 
     Either C-contiguous, or chunk-major (each chunk's (T, C) block contiguous, as
     ``backends.chunk_major`` lays them out), which is kept: a chunk read as one
@@ -141,10 +150,24 @@ def _as_batch(scores: np.ndarray, state_len: int) -> np.ndarray:
     """
     if state_len < 1:
         raise EdgecallError(f"CRF state_len must be at least 1, got {state_len}")
-    width = 4 ** (state_len + 1)
-    if scores.ndim != 3 or scores.shape[2] != width:
+    fixed, learned = 4 ** (state_len + 1), 5 * 4**state_len
+    if scores.ndim != 3:
+        raise EdgecallError(f"CRF scores must be (frames, chunks, channels), got shape {scores.shape}")
+    width = scores.shape[2]
+    if width not in (fixed, learned):
         raise EdgecallError(
-            f"CRF scores must be (frames, chunks, {width}) for state_len {state_len}, got {scores.shape}"
+            f"CRF scores for state_len {state_len} need {fixed} channels (4^{state_len + 1}, fixed blank score) "
+            f"or {learned} (5 x 4^{state_len}, learned stay scores), got shape {scores.shape}"
+        )
+    if blank_score is None and width == fixed:
+        raise EdgecallError(
+            f"CRF scores have {fixed} channels, state_len {state_len} with a fixed blank score, "
+            f"but no blank_score was given (learned stay scores would be {learned} channels)"
+        )
+    if blank_score is not None and width == learned:
+        raise EdgecallError(
+            f"CRF scores have {learned} channels, state_len {state_len} with learned stay scores, "
+            f"but a fixed blank_score {blank_score} was given (that needs {fixed} channels)"
         )
     batch = np.asarray(scores, dtype=np.float32)
     return batch if batch.flags.c_contiguous or _chunk_major(batch) else np.ascontiguousarray(batch)
@@ -172,10 +195,20 @@ def _chunk(moves: np.ndarray, seq: np.ndarray, qual: np.ndarray) -> DecodedChunk
     return DecodedChunk(moves=moves, sequence=seq.tobytes().decode("ascii"), qstring=qual.tobytes().decode("ascii"))
 
 
-def _decode_one(scores: np.ndarray, state_len: int, *args: bool | int | float) -> DecodedChunk:
+def _blank(blank_score: float | None) -> float | None:
+    return None if blank_score is None else float(blank_score)
+
+
+def _decode_one(
+    scores: np.ndarray, state_len: int, beam: bool, beam_width: int, beam_cut: float, blank_score: float | None,
+    qscale: float, qbias: float,
+) -> DecodedChunk:
     if scores.ndim != 2:
         raise EdgecallError(f"CRF scores for one chunk must be (frames, channels), got {scores.shape}")
-    return _chunk(*_decode_chunk(*_one_chunk(_as_batch(scores[:, None, :], state_len), 0), *args))
+    batch = _as_batch(scores[:, None, :], state_len, blank_score)
+    return _chunk(*_decode_chunk(
+        *_one_chunk(batch, 0), beam, beam_width, beam_cut, _blank(blank_score), float(qscale), float(qbias)
+    ))
 
 
 def beam_search(
@@ -184,26 +217,27 @@ def beam_search(
     state_len: int,
     beam_width: int = 32,
     beam_cut: float = 100.0,
-    blank_score: float = 2.0,
+    blank_score: float | None = 2.0,
     qscale: float = 1.0,
     qbias: float = 0.0,
 ) -> DecodedChunk:
-    """Decode one chunk, ``scores`` (frames, 4**(state_len+1)) float32, by dorado's beam search.
+    """Decode one chunk, ``scores`` (frames, C) float32, by dorado's beam search.
 
-    ``beam_cut`` is a likelihood ratio: candidates scoring below best/beam_cut are
-    dropped (<= 0 disables the cut). Qualities: Q = qscale * raw Q + qbias.
+    C is 4**(state_len+1) with a fixed stay score ``blank_score``, or 5 * 4**state_len
+    with ``blank_score=None``: each state's learned stay score, then its four
+    steps (bonito's layout). ``beam_cut`` is a likelihood ratio: candidates
+    scoring below best/beam_cut are dropped (<= 0 disables the cut). Qualities:
+    Q = qscale * raw Q + qbias.
     """
     _check_search(beam_width, beam_cut)
-    return _decode_one(
-        scores, state_len, True, int(beam_width), float(beam_cut), float(blank_score), float(qscale), float(qbias)
-    )
+    return _decode_one(scores, state_len, True, int(beam_width), float(beam_cut), blank_score, qscale, qbias)
 
 
 def viterbi(
-    scores: np.ndarray, *, state_len: int, blank_score: float = 2.0, qscale: float = 1.0, qbias: float = 0.0
+    scores: np.ndarray, *, state_len: int, blank_score: float | None = 2.0, qscale: float = 1.0, qbias: float = 0.0
 ) -> DecodedChunk:
-    """Decode one chunk along its single best path; qualities as for ``beam_search``."""
-    return _decode_one(scores, state_len, False, 1, 0.0, float(blank_score), float(qscale), float(qbias))
+    """Decode one chunk along its single best path; scores and qualities as for ``beam_search``."""
+    return _decode_one(scores, state_len, False, 1, 0.0, blank_score, qscale, qbias)
 
 
 def decode_batch(
@@ -214,13 +248,15 @@ def decode_batch(
     state_len: int,
     beam_width: int = 32,
     beam_cut: float = 100.0,
-    blank_score: float = 2.0,
+    blank_score: float | None = 2.0,
     qscale: float = 1.0,
     qbias: float = 0.0,
     cpu_seconds: list[float] | None = None,
     pool: Executor | None = None,
 ) -> list[DecodedChunk]:
-    """Decode every chunk of ``scores`` (frames, N, 4**(state_len+1)) float32, as the network emits them.
+    """Decode every chunk of ``scores`` (frames, N, C) float32, as the network emits them.
+
+    C and ``blank_score`` as for ``beam_search`` (None: learned stay scores).
 
     ``mode`` is "beam" or "viterbi" (which ignores the beam options). Chunks run in
     parallel on at most ``threads`` threads (default: all CPUs). Results come in
@@ -236,10 +272,10 @@ def decode_batch(
     beam = mode == "beam"
     if beam:
         _check_search(beam_width, beam_cut)
-    batch = _as_batch(scores, state_len)
+    batch = _as_batch(scores, state_len, blank_score)
     args = (
         beam, int(beam_width) if beam else 1, float(beam_cut) if beam else 0.0,
-        float(blank_score), float(qscale), float(qbias),
+        _blank(blank_score), float(qscale), float(qbias),
     )
 
     def one(n: int) -> DecodedChunk:

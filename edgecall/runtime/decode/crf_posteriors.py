@@ -2,8 +2,14 @@
 
 Score layout (DESIGN.md "CRF decoding"): frame ``t`` has ``C = 4**(L+1)`` scores;
 ``scores[t, s*4 + j]`` is the step into state ``s`` (a k-mer, newest base in the
-low 2 bits) from ``(s >> 2) + j * 4**(L-1)``. A stay keeps ``s`` and scores the
-fixed ``blank``. Both scans start from 0 in every state, as dorado and openfish do.
+low 2 bits) from ``(s >> 2) + j * 4**(L-1)``. A stay keeps ``s`` and scores
+``stay``: one fixed number (the model's blank score), or, for a head that learns
+its stays, a (T, S) float32 array of per-frame, per-state scores. Such a head
+emits ``5 * 4**L`` scores per frame, each state's stay followed by its four steps
+(bonito's ``CTC_CRF`` layout); ``split_stays`` takes them apart into the two.
+The kernels tell the two kinds of ``stay`` apart by type when numba compiles
+them, so the fixed-blank code is what it was before learned stays existed. Both
+scans start from 0 in every state, as dorado and openfish do.
 
 Dorado and openfish run the scans in log space: five exps and a log per state and
 frame. Here they run in linear space, in float32, rescaled every frame, so each
@@ -40,6 +46,7 @@ _SQRT_HALF = _F(0.707106781186547524)
 _HALF = _F(0.5)
 _ONE = _F(1.0)
 _ZERO = _F(0.0)
+_LOWEST = _F(np.finfo(np.float32).min)
 _LOG_FLOOR = 1e-30  # beta floor before the log: unreachable states sit 69 nats down, not at -inf
 
 
@@ -148,21 +155,29 @@ def _log_row(x: np.ndarray, offset: float, out: np.ndarray, mant: np.ndarray) ->
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FMA)
-def _weights(scores: np.ndarray, n: int, blank: float, weights: np.ndarray, stay: np.ndarray, shift: np.ndarray) -> None:
+def _weights(scores: np.ndarray, n: int, stay, weights: np.ndarray, stay_w: np.ndarray, shift: np.ndarray) -> None:  # noqa: ANN001 - float | (T, S) array
     """exp(scores - shift) per frame, the shift chosen so nothing overflows, stored in scan order.
 
-    The shift is ``blank`` (so the stay weighs 1) unless a score sits more than 80
-    above it; then it is the frame's best score. Fills ``weights`` (T, C) float32,
-    ``stay`` (T,) float32 = exp(blank - shift) and ``shift`` (T,) float64.
-    Scan order: score ``16q + k`` of a frame goes to ``k * C/16 + q``, so both scans
-    read the 16 weights of a state group as contiguous runs over q and vectorise.
+    The shift is the frame's stay score (the highest, for learned stays), so the
+    best stay weighs 1, unless a score sits more than 80 above it; then it is the
+    frame's best score. Fills ``weights`` (T, C) float32, ``stay_w`` = exp(stay -
+    shift), (T,) float32 for a fixed stay or (T, S) for learned ones, and ``shift``
+    (T,) float64. Scan order: score ``16q + k`` of a frame goes to ``k * C/16 + q``,
+    so both scans read the 16 weights of a state group as contiguous runs over q
+    and vectorise.
     """
     frames, _, width = scores.shape
     msb = width // 16
     row_exp = np.empty(width, np.float32)
     for t in range(frames):
         row = scores[t, n]
-        m = _F(blank)
+        if isinstance(stay, float):
+            m = _F(stay)
+        else:
+            m = _LOWEST
+            for s in range(width // 4):
+                if stay[t, s] > m:  # NaN never raises the shift
+                    m = stay[t, s]
         if _exp_row(row, m, row_exp):
             for c in range(width):
                 if row[c] > m:  # NaN never raises the shift
@@ -176,7 +191,22 @@ def _weights(scores: np.ndarray, n: int, blank: float, weights: np.ndarray, stay
             for q in range(blocked, msb):
                 out[k * msb + q] = row_exp[16 * q + k]
         shift[t] = m
-        stay[t] = np.exp(blank - np.float64(m))
+        if isinstance(stay, float):
+            stay_w[t] = np.exp(stay - np.float64(m))
+        else:
+            _exp_row(stay[t], m, stay_w[t])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _split_stays(scores: np.ndarray, n: int, steps: np.ndarray, stays: np.ndarray) -> None:
+    """Chunk ``n`` of (T, N, 5S) learned-stay scores into ``steps`` (T, 1, 4S) and ``stays`` (T, S)."""
+    frames, _, width = scores.shape
+    for t in range(frames):
+        row, out, stay = scores[t, n], steps[t, 0], stays[t]
+        for s in range(width // 5):
+            stay[s] = row[5 * s]
+            for j in range(4):
+                out[4 * s + j] = row[5 * s + 1 + j]
 
 
 class Workspace:
@@ -213,24 +243,49 @@ def thread_workspace() -> Workspace:
     return space
 
 
+def split_stays(scores: np.ndarray, n: int, workspace: Workspace | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk ``n`` of learned-stay scores, (T, N, 5 * 4**L) float32, as (steps, stays).
+
+    ``steps`` (T, 1, 4**(L+1)) holds the transitions in the fixed-blank layout
+    (bonito's column ``5s + 1 + j`` is the step into ``s`` from ``(s >> 2) + j *
+    4**(L-1)``, our ``4s + j``), ``stays`` (T, 4**L) the stay scores (column
+    ``5s``), both float32 and C-contiguous, ready for ``guides`` and the searches.
+    With a ``workspace`` both live in it until its next use.
+    """
+    space = workspace or Workspace()
+    frames, _, width = scores.shape
+    num_states = width // 5
+    steps = space.take("steps", (frames, 1, 4 * num_states), np.float32)
+    stays = space.take("stays", (frames, num_states), np.float32)
+    _split_stays(scores, n, steps, stays)
+    return steps, stays
+
+
 def guides(
-    scores: np.ndarray, n: int, blank: float, workspace: Workspace | None = None
+    scores: np.ndarray, n: int, stay: float | np.ndarray, workspace: Workspace | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Backward log-scores and state posteriors for chunk ``n`` of ``scores``.
 
-    ``scores``: (T, N, C) float32. Returns ``bwd`` and ``post``, both (T+1, S)
-    float32 with S = C // 4: ``bwd[t, s]`` is the log-sum of all paths from state
-    ``s`` at frame boundary ``t`` to the end (the beam's look-ahead);
-    ``post[t, s]`` is the probability of being in ``s`` at boundary ``t``. With a
-    ``workspace`` both live in it and are overwritten by its next use.
+    ``scores``: (T, N, C) float32; ``stay``: the fixed stay score, or the (T, S)
+    float32 learned ones of this chunk (``split_stays``). Returns ``bwd`` and
+    ``post``, both (T+1, S) float32 with S = C // 4: ``bwd[t, s]`` is the log-sum
+    of all paths from state ``s`` at frame boundary ``t`` to the end (the beam's
+    look-ahead); ``post[t, s]`` is the probability of being in ``s`` at boundary
+    ``t``. With a ``workspace`` both live in it and are overwritten by its next use.
     """
     space = workspace or Workspace()
     frames, _, width = scores.shape
     rows = (frames + 1, width // 4)
+    if isinstance(stay, np.ndarray):
+        if stay.shape != (frames, width // 4) or stay.dtype != np.float32 or not stay.flags.c_contiguous:
+            raise ValueError(f"learned stay scores must be C-contiguous float32 {(frames, width // 4)}, got {stay.shape}")
+        stay_rows: tuple[int, ...] = (frames, width // 4)
+    else:
+        stay, stay_rows = float(stay), (frames,)
     bwd, post = space.take("bwd", rows, np.float32), space.take("post", rows, np.float32)
     _scan(
-        scores, n, blank, space.take("weights", (frames, width), np.float32),
-        space.take("stay", (frames,), np.float32), space.take("shift", (frames,), np.float64),
+        scores, n, stay, space.take("weights", (frames, width), np.float32),
+        space.take("stay", stay_rows, np.float32), space.take("shift", (frames,), np.float64),
         space.take("beta", rows, np.float32), bwd, post,
     )
     return bwd, post
@@ -238,7 +293,7 @@ def guides(
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FMA_REORDER)
 def _scan(
-    scores: np.ndarray, n: int, blank: float, w: np.ndarray, stay: np.ndarray, shift: np.ndarray,
+    scores: np.ndarray, n: int, stay, w: np.ndarray, stay_w: np.ndarray, shift: np.ndarray,  # noqa: ANN001
     beta: np.ndarray, bwd: np.ndarray, post: np.ndarray,
 ) -> None:
     """The scans behind :func:`guides`; the other arrays are its scratch and outputs.
@@ -249,7 +304,7 @@ def _scan(
     frames = scores.shape[0]
     num_states = scores.shape[2] // 4
     msb = num_states // 4
-    _weights(scores, n, blank, w, stay, shift)
+    _weights(scores, n, stay, w, stay_w, shift)
 
     # Backward: state top*msb + q steps to q*4 + b, weight w[t, (4b + top)*msb + q].
     beta[frames, :] = _ONE / num_states
@@ -257,12 +312,15 @@ def _scan(
     log_scale = np.log(np.float64(num_states))
     mant = np.empty(num_states, np.int32)
     for t in range(frames - 1, -1, -1):
-        nxt, cur, wt, st = beta[t + 1], beta[t], w[t], stay[t]
+        nxt, cur, wt, st = beta[t + 1], beta[t], w[t], stay_w[t]
         for q in range(msb):  # q outermost: the four successors' beta are gathered once, not per top
             n0, n1, n2, n3 = nxt[q * 4], nxt[q * 4 + 1], nxt[q * 4 + 2], nxt[q * 4 + 3]
             for top in range(4):
                 o = top * msb + q
-                cur[o] = st * nxt[o] + n0 * wt[o] + n1 * wt[o + 4 * msb] + n2 * wt[o + 8 * msb] + n3 * wt[o + 12 * msb]
+                cur[o] = (
+                    (st if isinstance(stay, float) else st[o]) * nxt[o]
+                    + n0 * wt[o] + n1 * wt[o + 4 * msb] + n2 * wt[o + 8 * msb] + n3 * wt[o + 12 * msb]
+                )
         total = _ZERO
         for s in range(num_states):
             total += cur[s]
@@ -286,13 +344,15 @@ def _scan(
             post[t, s] = alpha[s] * here[s] * inv
         if t == frames:
             break
-        wt, st = w[t], stay[t]
+        wt, st = w[t], stay_w[t]
         for q in range(msb):
             a0, a1, a2, a3 = alpha[q], alpha[q + msb], alpha[q + 2 * msb], alpha[q + 3 * msb]
             for b in range(4):
                 o = 4 * b * msb + q
-                nxt_alpha[q * 4 + b] = (
-                    st * alpha[q * 4 + b] + a0 * wt[o] + a1 * wt[o + msb] + a2 * wt[o + 2 * msb] + a3 * wt[o + 3 * msb]
+                s = q * 4 + b
+                nxt_alpha[s] = (
+                    (st if isinstance(stay, float) else st[s]) * alpha[s]
+                    + a0 * wt[o] + a1 * wt[o + msb] + a2 * wt[o + 2 * msb] + a3 * wt[o + 3 * msb]
                 )
         total = _ZERO
         for s in range(num_states):

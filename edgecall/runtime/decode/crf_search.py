@@ -8,6 +8,10 @@ sequence hashes, stay/step folding, beam cut and binary-searched cut-off, and
 traceback. Given the same look-ahead it makes their choices; ours comes from
 ``crf_posteriors``'s linear-space scans, not their float32 log-space ones, so
 near-ties can still fall the other way.
+
+``stay`` is the fixed stay (blank) score, or the chunk's (T, S) float32 learned
+stay scores (``crf_posteriors.split_stays``); numba compiles each kind apart, so
+the fixed-blank code is unchanged by the learned kind.
 """
 
 from __future__ import annotations
@@ -94,12 +98,12 @@ def _count_above(scores: np.ndarray, count: int, cutoff: np.float32) -> int:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def beam_path(
-    scores: np.ndarray, n: int, bwd: np.ndarray, beam_width: int, beam_cut: float, blank: float,
+    scores: np.ndarray, n: int, bwd: np.ndarray, beam_width: int, beam_cut: float, stay,  # noqa: ANN001
     ahead: int = _AHEAD,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Best path of chunk ``n`` by dorado's beam search, guided by ``bwd`` (T+1, S) float32.
 
-    ``scores``: (T, N, C) float32. Returns ``states`` (T,) int32, ``moves`` (T,) uint8
+    ``scores``: (T, N, C) float32; ``stay``: float or (T, S) float32. Returns ``states`` (T,) int32, ``moves`` (T,) uint8
     and the winning hypothesis' forward log-score (stays and steps of the same
     sequence summed). Needs T >= 1. ``ahead``: how many frames ahead the score and
     look-ahead rows are prefetched (0: none; bench/decode.py times both).
@@ -110,7 +114,7 @@ def beam_path(
     state_bits = 0
     while (1 << state_bits) < num_states:
         state_bits += 1
-    stay_score = np.float32(blank)
+    fixed_stay = np.float32(stay if isinstance(stay, float) else 0.0)
     log_cut = np.float32(np.log(np.float32(beam_cut))) if beam_cut > 0.0 else -_LOWEST
     width = beam_width
     candidates = width * 5
@@ -177,6 +181,7 @@ def beam_path(
                 count += 1
         # Stays: candidate beam*4 + prev; fold into a step that spells the same sequence.
         for p in range(beam):
+            stay_score = fixed_stay if isinstance(stay, float) else stay[t, prev_state[p]]
             score = prev_scores[p] + stay_score + bwd[t + 1, prev_state[p]]
             stay_idx = count
             cur_hash[stay_idx] = prev_hash[p]
@@ -277,10 +282,10 @@ def beam_path(
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def viterbi_path(scores: np.ndarray, n: int, blank: float) -> tuple[np.ndarray, np.ndarray, float]:
+def viterbi_path(scores: np.ndarray, n: int, stay) -> tuple[np.ndarray, np.ndarray, float]:  # noqa: ANN001
     """Single best path of chunk ``n`` (every state may start and end it).
 
-    ``scores``: (T, N, C) float32. Returns ``states`` (T,) int32, ``moves`` (T,) uint8
+    ``scores``: (T, N, C) float32; ``stay``: float or (T, S) float32. Returns ``states`` (T,) int32, ``moves`` (T,) uint8
     and the path's log-score (float64 sums). Ties prefer the stay, then the lowest
     predecessor, then the lowest final state. Needs T >= 1.
     """
@@ -297,7 +302,7 @@ def viterbi_path(scores: np.ndarray, n: int, blank: float) -> tuple[np.ndarray, 
             a0, a1, a2, a3 = cur[q], cur[q + msb], cur[q + 2 * msb], cur[q + 3 * msb]
             for b in range(4):
                 s = q * 4 + b
-                best = cur[s] + blank
+                best = cur[s] + (stay if isinstance(stay, float) else np.float64(stay[t, s]))
                 arg = -1
                 v = a0 + np.float64(row[s * 4])
                 arg = 0 if v > best else arg

@@ -172,3 +172,18 @@ def _empty_folder_message(folder: Path, recursive: bool) -> str:
     if not recursive and _inputs_in(folder, recursive=True):
         return f"{folder}: no .pod5 or .fast5 files here, but its subfolders have some (use -r to search them)"
     return f"{folder}: no .pod5 or .fast5 files found"
+
+
+def first_read(paths: Sequence[Path], files: int = 3, tries: int = 5) -> Read | None:
+    """The first readable read of the first few files: its run info picks the model when none is named."""
+    for path in list(paths)[:files]:
+        reads = iter_reads([path])
+        try:
+            for _, item in zip(range(tries), reads):
+                if isinstance(item, Read):
+                    return item
+                if item.read_id is None:
+                    break  # the whole file failed; the run will say so
+        finally:
+            reads.close()
+    return None
