@@ -97,6 +97,46 @@ def test_init_from_starts_a_new_run_with_another_state_len(tmp_path: Path) -> No
     assert clash.returncode == 1 and "drop --hidden" in clash.stderr and "Traceback" not in clash.stderr
 
 
+def test_r10_model_from_simulated_and_reference_labelled_reads(tmp_path: Path) -> None:
+    """--chemistry r10.4.1: a 5 kHz stride-6 quantile model; 4 kHz reads with a BAM serve as reference labels."""
+    pytest.importorskip("pysam")
+    from test_aligned import write_bam
+
+    from edgecall.train.simulate import SimulationOptions, simulate_reads
+
+    rng = np.random.default_rng(4)
+    references = {"chrT": "".join(rng.choice(list("ACGT"), 20_000))}
+    reads = list(simulate_reads(references, 2, SimulationOptions.for_chemistry("r10.4.1", 4000, mean_length=1500,
+                                                                              length_sigma=0.0, seed=9)))
+    write_pod5(reads, tmp_path / "reads.pod5")
+    write_bam(reads, tmp_path / "calls.bam", reverse=True)
+    (tmp_path / "ref.fa").write_text(">chrT\n" + references["chrT"] + "\n")
+    tiny = [*TINY[:10], "--chunksize", "1200", *TINY[12:], "--reference", str(tmp_path / "ref.fa")]
+    aligned = ["--aligned-reads", str(tmp_path / "reads.pod5"), "--aligned-bam", str(tmp_path / "calls.bam"),
+               "--aligned-fraction", "0.5"]
+    run = edgecall("train", str(tmp_path / "r10"), "--chemistry", "r10.4.1", *tiny, "--steps", "2", *aligned)
+    assert run.returncode == 0, run.stderr
+    assert "reference-labelled reads: 2 from calls.bam" in run.stderr
+    assert "(r10.4.1, 5000 Hz, stride 6, quantile)" in run.stderr
+    config = load_checkpoint(checkpoints(tmp_path / "r10")[-1][1]).config
+    assert (config.chemistry, config.sample_rate, config.stride, config.normalisation.strategy) == (
+        "dna_r10.4.1_e8.2_400bps", 5000, 6, "quantile")
+    from edgecall.layers import Convolution
+
+    convs = [layer for layer in config.encoder.sublayers if isinstance(layer, Convolution)]
+    assert [c.size for c in convs] == [16, 16, 8] and [c.stride for c in convs] == [1, 1, 6]
+    assert config.basecaller.chunksize % 6 == 0
+    for args, needle in [
+        (["--aligned-reads", str(tmp_path / "reads.pod5")], "--aligned-reads and --aligned-bam go together"),
+        ([*aligned[:4], "--aligned-fraction", "0.8", "--real-reads", str(tmp_path / "reads.pod5"),
+          "--real-calls", str(tmp_path / "x.fastq"), "--real-fraction", "0.5"], "add up to 1.3"),
+        (["--sample-rate", "3000"], "recorded at 5000 or 4000 Hz, not 3000"),
+    ]:
+        bad = edgecall("train", str(tmp_path / "bad"), "--chemistry", "r10.4.1", *tiny, "--steps", "1", *args)
+        errors = [line for line in bad.stderr.splitlines() if line.startswith("edgecall: error:")]
+        assert bad.returncode == 1 and len(errors) == 1 and needle in errors[0], bad.stderr
+
+
 def test_expected_failures_are_one_line(tmp_path: Path, labelled_reads: tuple[Path, Path, Path]) -> None:
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "checkpoint_00000001.pt").write_bytes(b"")

@@ -156,3 +156,23 @@ def test_single_group_optimizer_state_resumes_into_two_groups() -> None:
     for p in model.parameters():
         assert torch.equal(grouped.state[p]["exp_avg"], single.state[p]["exp_avg"])
         assert torch.equal(grouped.state[p]["exp_avg_sq"], single.state[p]["exp_avg_sq"])
+
+
+def test_cuda_without_a_gpu_is_one_clear_line(tmp_path: Path) -> None:
+    from edgecall.errors import EdgecallError
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    with pytest.raises(EdgecallError, match=r"--device cuda: PyTorch .* sees no CUDA GPU; train with --device cpu"):
+        train(TINY, options(tmp_path / "run", device="cuda"), synthetic)
+    with pytest.raises(EdgecallError, match="expected cpu, cuda or cuda:N"):
+        options(tmp_path, device="gpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_cpu_checkpoint_resumes_on_the_gpu_and_back(tmp_path: Path) -> None:
+    train(TINY, options(tmp_path / "run", steps=3), synthetic)
+    train(TINY, options(tmp_path / "run", steps=6, device="cuda"), synthetic)
+    result = train(TINY, options(tmp_path / "run", steps=9), synthetic)
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert result.step == 9 and all(v.device.type == "cpu" for v in state["model_state"].values())

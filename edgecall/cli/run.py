@@ -1,7 +1,9 @@
 """``edgecall run [OPTIONS] INPUTS... > calls.fastq``: basecall pod5/fast5 files.
 
-Exit status: 0 every read called; 1 the run stopped on an error; 3 the run
-finished but some files or reads failed (each named on stderr).
+Exit status: 0 every read called; 1 the run stopped on an error; 2 an option
+value it cannot use; 3 the run finished but some files or reads failed (each
+named on stderr); 130/143 Ctrl-C/SIGTERM, after the reads already read were
+finished and written.
 """
 
 from __future__ import annotations
@@ -9,18 +11,20 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import typer
 
 from edgecall import catalog
 from edgecall.chemistry import LABELS, RunChemistry, pore, run_chemistry
+from edgecall.cli.exits import Interrupted, OutputClosed, finish_on_interrupt, signal_name
 from edgecall.errors import EdgecallError
 from edgecall.package import load_package
 from edgecall.runtime.pipeline import Basecaller, RunOptions
-from edgecall.runtime.read import ReadFailure
 from edgecall.runtime.output import open_output, output_format, require_pysam
+from edgecall.runtime.read import Idle, ReadFailure
 from edgecall.runtime.readers import count_reads, find_inputs, first_read, run_infos
 from edgecall.runtime.resume import ResumeState, scan_output
 from edgecall.runtime.summary import SummaryWriter
@@ -82,19 +86,32 @@ def run_command(
         skip_read_ids=resume.read_ids if resume else frozenset(),
         max_memory=int(max_memory * 1e9) if max_memory is not None else None,
     )
-    caller = Basecaller(package, options, warn=lambda line: sys.stderr.write(f"edgecall: warning: {line}\n"),
-                        advice=lambda chemistry: _advice(chemistry, directory))
     aligner = _aligner(reference, mm2_opts, threads)
     header = _header(fmt, bam_header, files, watch, recursive, package, aligner)
-    writer = open_output(output, fmt, model_name=package.config.name, stride=package.config.stride, emit_moves=emit_moves,
-                         resume=resume, header=header, aligner=aligner)
-    summary = _open_summary(emit_summary, resume)
-    sources = _sources(files, watch, recursive, watch_idle)
+    caller = Basecaller(package, options, warn=lambda line: sys.stderr.write(f"edgecall: warning: {line}\n"),
+                        advice=lambda chemistry: _advice(chemistry, directory))
     counts = {"called": 0, "filtered": 0, "failed": 0, "bases": 0}
+    met: set[str] = set()  # with --read-ids: the listed ids the inputs held
     start = time.perf_counter()
-    progress = _progress(len(files), _expected_reads(files, watch, options, resume) if sys.stderr.isatty() else None)
-    try:
-        for item in caller.run(sources):
+    with ExitStack() as cleanup:  # each step runs even if one before it fails (a closed stdout)
+        cleanup.push(_quiet_on_closed_output)
+        cleanup.callback(caller.close)  # stops the pipeline's threads before the process may exit
+        writer = open_output(output, fmt, model_name=package.config.name, stride=package.config.stride,
+                             emit_moves=emit_moves, resume=resume, header=header, aligner=aligner)
+        cleanup.callback(writer.close)
+        summary = _open_summary(emit_summary, resume)
+        if summary:
+            cleanup.callback(summary.close)
+        progress = _progress(len(files), _expected_reads(files, watch, options, resume) if sys.stderr.isatty() else None)
+        if progress is not None:
+            cleanup.callback(progress.close)
+        interrupted = cleanup.enter_context(finish_on_interrupt(caller.stop_reading))
+        for item in caller.run(_sources(files, watch, recursive, watch_idle, stop=caller.reading_stopped)):
+            if isinstance(item, Idle):  # the input waits: what is called so far goes out now
+                writer.flush()
+                continue
+            if options.read_ids is not None:
+                met.add(item.read_id if isinstance(item, ReadFailure) else item.read.read_id)
             if isinstance(item, ReadFailure):
                 counts["failed"] += item.reads
                 where = f"{item.source}" + (f": read {item.read_id}" if item.read_id else "")
@@ -114,13 +131,7 @@ def run_command(
                 progress.update(1)
                 rate = caller.times.samples / elapsed
                 progress.set_postfix_str(f"{rate / 1e6:.2f} M samples/s, {rate / MINION_KEEP_UP:.2f}x keep-up", refresh=False)
-    finally:
-        writer.close()
-        if summary:
-            summary.close()
-        if progress is not None:
-            progress.close()
-        caller.close()
+        signum = interrupted()
     elapsed = time.perf_counter() - start
     samples = caller.times.samples
     sys.stderr.write(
@@ -129,6 +140,13 @@ def run_command(
         f"= {samples / max(elapsed, 1e-9) / 1e6:.3f} M samples/s, {samples / max(elapsed, 1e-9) / MINION_KEEP_UP:.2f}x "
         f"a MinION's keep-up rate ({caller.backend.name}, batch {caller.batch_size})\n"
     )
+    if signum is not None:
+        finished = counts["called"] + counts["filtered"] + counts["failed"]
+        resume_hint = f"; call the rest with --resume-from {output}" if output is not None else ""
+        raise Interrupted(signum, f"interrupted by {signal_name(signum)}: no more input was read; the {finished} reads "
+                                  f"already read were finished and written{resume_hint}")
+    if options.read_ids is not None and read_ids is not None:
+        _report_missing(read_ids, options.read_ids - met - options.skip_read_ids, max_reads)
     if counts["failed"]:
         raise typer.Exit(EXIT_SOME_FAILED)
 
@@ -170,6 +188,12 @@ def _has_inputs(folder: Path, recursive: bool) -> bool:
     return True
 
 
+def _quiet_on_closed_output(exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+    """The last cleanup step: a closed stdout (``| head``) ends the run quietly, see OutputClosed."""
+    if isinstance(exc, BrokenPipeError):
+        raise OutputClosed() from None
+
+
 def _choose_model(model: str | None, models_dir: Path | None, files: list[Path]):  # noqa: ANN202 - (ModelPackage, Path | None)
     """The package to run: ``--model`` (a tier resolved for the reads), else the one the reads' chemistry picks."""
     directory = catalog.models_directory(models_dir)
@@ -202,10 +226,12 @@ def _open_summary(path: Path | None, resume: ResumeState | None) -> SummaryWrite
     return SummaryWriter.resume(path, resume.read_ids) if resume is not None else SummaryWriter(path)
 
 
-def _sources(files: list[Path], watch: Path | None, recursive: bool, idle: float | None) -> Iterator[Path]:
+def _sources(
+    files: list[Path], watch: Path | None, recursive: bool, idle: float | None, stop: Callable[[], bool]
+) -> Iterator[Path | Idle]:
     yield from files
     if watch is not None:
-        yield from watch_folder(watch, recursive=recursive, idle_seconds=idle, already=set(files))
+        yield from watch_folder(watch, recursive=recursive, idle_seconds=idle, already=set(files), stop=stop)
 
 
 def _read_ids(path: Path | None) -> frozenset[str] | None:
@@ -230,6 +256,16 @@ def _expected_reads(files: list[Path], watch: Path | None, options: RunOptions, 
         return None
     total = max(0, total - (resume.records if resume is not None else 0))
     return min(total, options.max_reads) if options.max_reads is not None else total
+
+
+def _report_missing(path: Path, missing: frozenset[str], max_reads: int | None, shown: int = 3) -> None:
+    """Name the listed read ids the run never met, so a wrong list or wrong inputs do not pass unseen."""
+    if not missing:
+        return
+    first = sorted(missing)[:shown]
+    more = f" and {len(missing) - shown} more" if len(missing) > shown else ""
+    why = "not found in the inputs" + (" or not reached within --max-reads" if max_reads is not None else "")
+    sys.stderr.write(f"edgecall: {len(missing)} read ids listed in {path} were {why}: {', '.join(first)}{more}\n")
 
 
 def _progress(files: int, total: int | None):  # noqa: ANN202 - tqdm or None

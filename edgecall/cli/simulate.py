@@ -1,4 +1,4 @@
-"""``edgecall simulate REFERENCE.fasta -n 100 -o reads.pod5 --truth truth.fasta``: simulated R9.4.1 reads."""
+"""``edgecall simulate REFERENCE.fasta -n 100 -o reads.pod5 --truth truth.fasta``: simulated R9.4.1 or R10.4.1 reads."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Iterable, Iterator, Optional
 import typer
 
 from edgecall.errors import EdgecallError
+from edgecall.train.chemistry import CHEMISTRIES, chemistry, default_kmer_model_path
 from edgecall.train.fasta import read_fasta
 from edgecall.train.kmer_model import load_kmer_model
 from edgecall.train.simulate import SimulatedRead, SimulationOptions, simulate_reads, write_pod5
@@ -25,27 +26,31 @@ def simulate_command(
     references: list[Path] = typer.Argument(..., help="Reference FASTA file(s) (.gz OK, several records OK)."),
     n: int = typer.Option(100, "--reads", "-n", help="Number of reads."),
     output: Path = typer.Option(..., "--output", "-o", help="pod5 file to write (replaced if present)."),
+    chemistry_name: str = typer.Option("r9.4.1", "--chemistry", help=f"Pore chemistry: {' or '.join(CHEMISTRIES)} (pore model, speed, noise, calibration, run info)."),
+    sample_rate: Optional[int] = typer.Option(None, "--sample-rate", help="Hz: 4000 (R9.4.1; R10.4.1 before 2023) or 5000 (R10.4.1, the default for it)."),
     truth: Optional[Path] = typer.Option(None, "--truth", help="FASTA of each read's true sequence (default: <output>.truth.fasta)."),
     seed: int = typer.Option(_DEFAULTS.seed, "--seed", help="Same seed, same reads."),
     mean_length: int = typer.Option(_DEFAULTS.mean_length, "--mean-length", help="Mean read length in bases."),
     fixed_length: bool = typer.Option(False, "--fixed-length", help="Every read exactly --mean-length bases (or its reference, if shorter)."),
     min_length: int = typer.Option(_DEFAULTS.min_length, "--min-length", help="Shortest read in bases."),
     max_length: int = typer.Option(_DEFAULTS.max_length, "--max-length", help="Longest read in bases."),
-    dwell_mean: float = typer.Option(_DEFAULTS.dwell_mean, "--dwell-mean", help="Mean samples per base (4000 Hz / 450 b/s = 8.89)."),
-    noise: float = typer.Option(_DEFAULTS.noise, "--noise", help="Per-sample noise, in units of the pore model's sd_mean."),
+    dwell_mean: Optional[float] = typer.Option(None, "--dwell-mean", help="Mean samples per base (default: sample rate / bases per second: R9.4.1 4000/450 = 8.89, R10.4.1 5000/400 = 12.5)."),
+    noise: Optional[float] = typer.Option(None, "--noise", help="Per-sample noise, in units of the pore model's sd_mean (default: the chemistry's fitted value)."),
     drift: float = typer.Option(_DEFAULTS.drift, "--drift", help="Baseline random walk, pA per sqrt(second)."),
     stall_rate: float = typer.Option(_DEFAULTS.stall_rate, "--stall-rate", help="Probability that a base stalls."),
     no_open_pore: bool = typer.Option(False, "--no-open-pore", help="Start reads at the first true base (no open pore, adapter or leader)."),
     ambiguous: str = typer.Option(_DEFAULTS.ambiguous, "--ambiguous", help="Non-ACGT reference bases: skip (reads avoid them) or replace (random base)."),
-    kmer_model: Optional[Path] = typer.Option(None, "--kmer-model", help="Pore model file (default: ONT's R9.4 450 b/s 6-mer template model)."),
+    kmer_model: Optional[Path] = typer.Option(None, "--kmer-model", help="Pore model file (default: the chemistry's: ONT's R9.4 450 b/s 6-mer model, Uncalled4's R10.4.1 9-mer table)."),
 ) -> None:
-    """Simulate R9.4.1 reads from references: raw signal as pod5, true sequences as FASTA."""
+    """Simulate reads from references: raw signal as pod5, true sequences as FASTA."""
     if n < 0:
         raise EdgecallError(f"--reads must not be negative, got {n}")
-    options = SimulationOptions(
-        mean_length=mean_length, length_sigma=0.0 if fixed_length else _DEFAULTS.length_sigma,
-        min_length=min_length, max_length=max_length, dwell_mean=dwell_mean, noise=noise, drift=drift,
-        stall_rate=stall_rate, open_pore=not no_open_pore, ambiguous=ambiguous, seed=seed,
+    chem = chemistry(chemistry_name)
+    overrides = {k: v for k, v in {"dwell_mean": dwell_mean, "noise": noise}.items() if v is not None}
+    options = SimulationOptions.for_chemistry(
+        chem.name, sample_rate, mean_length=mean_length, length_sigma=0.0 if fixed_length else _DEFAULTS.length_sigma,
+        min_length=min_length, max_length=max_length, drift=drift, stall_rate=stall_rate, open_pore=not no_open_pore,
+        ambiguous=ambiguous, seed=seed, **overrides,
     )
     records: dict[str, str] = {}
     for path in references:
@@ -53,7 +58,7 @@ def simulate_command(
             if name in records:
                 raise EdgecallError(f"{path}: record '{name}' also appears in an earlier reference")
             records[name] = sequence
-    model = load_kmer_model(kmer_model)
+    model = load_kmer_model(kmer_model or default_kmer_model_path(chem))
     truth_path = truth or output.with_name(output.name.removesuffix(".pod5") + ".truth.fasta")
     totals = {"bases": 0, "samples": 0, "base_samples": 0}
     start = time.perf_counter()
@@ -62,7 +67,7 @@ def simulate_command(
     elapsed = time.perf_counter() - start
     sys.stderr.write(
         f"edgecall: {count} reads, {totals['bases']:,} bases, {totals['samples']:,} samples "
-        f"({totals['base_samples'] / max(totals['bases'], 1):.2f} samples/base) in {elapsed:.1f} s; "
+        f"({totals['base_samples'] / max(totals['bases'], 1):.2f} samples/base, {chem.name} at {options.sample_rate} Hz) in {elapsed:.1f} s; "
         f"signal: {output}, truth: {truth_path}\n"
     )
 

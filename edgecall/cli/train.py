@@ -6,10 +6,13 @@ command again: it resumes from the newest checkpoint in OUT_DIR with the same
 weights, optimiser, RNGs and batches (data are a function of the step). Every
 checkpoint compiles with ``edgecall compile OUT_DIR/checkpoint_NNNNNNNN.pt``.
 
-Data: simulated R9.4.1 reads with exact truth (edgecall.train.data), plus, if
-given, real reads labelled with another basecaller's calls
-(edgecall.train.pseudo_labels). Validation is simulated only, from its own seed
-stream, so its accuracy is measured against truth, not against a teacher.
+Data: simulated reads of the model's chemistry (R9.4.1 or R10.4.1) with exact
+truth (edgecall.train.data), plus, if given, real reads labelled with their
+reference through a BAM with move tables (edgecall.train.aligned) and real
+reads labelled with another basecaller's calls (edgecall.train.pseudo_labels).
+Real reads at another sample rate than the model's are resampled. Validation is
+simulated only, from its own seed stream, so its accuracy is measured against
+truth, not against a teacher.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from typing import Any, Optional
 
 import typer
 
-from edgecall.config import ModelConfig, rnn_encoder_config
+from edgecall.config import BasecallerConfig, ModelConfig, NormalisationConfig, rnn_encoder_config
 from edgecall.errors import EdgecallError, raise_missing_extra
+from edgecall.train.chemistry import CHEMISTRIES, Chemistry, chemistry
 from edgecall.train.pseudo_labels import MIN_QSCORE, RealReads
 
 DATA_NAME = "data.json"  # the data options of the latest call; a resume names what changed
@@ -40,10 +44,12 @@ def train_command(
     layers: Optional[int] = typer.Option(None, "--layers", help=f"LSTM layers (default {DEFAULT_LAYERS})."),
     state_len: Optional[int] = typer.Option(None, "--state-len", help=f"CRF state k-mer length (default {DEFAULT_STATE_LEN}: 1024 outputs)."),
     features: Optional[int] = typer.Option(None, "--features", help="Channels of the last convolution (default: --hidden)."),
+    chemistry_name: str = typer.Option("r9.4.1", "--chemistry", help=f"A new model's chemistry ({', '.join(CHEMISTRIES)}): its simulator, stride, convolutions and normalisation. A resumed or --init-from run keeps its model's."),
+    sample_rate: Optional[int] = typer.Option(None, "--sample-rate", help="A new model's sample rate in Hz (default: the chemistry's first: R9.4.1 4000, R10.4.1 5000)."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start a new run from this checkpoint's weights and masks (any checkpoint compile reads), at step 0; --state-len may differ (the CRF head is re-derived). A run already in OUT_DIR resumes instead."),
     steps: int = typer.Option(100_000, "--steps", help="Optimiser steps in the whole run (raise it to extend a run)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Chunks per step."),
-    chunksize: int = typer.Option(4000, "--chunksize", help="Samples per chunk (a multiple of the stride, 5)."),
+    chunksize: int = typer.Option(4000, "--chunksize", help="Samples per chunk (a multiple of the model's stride)."),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (Adam; cosine decay to 1e-5 at --steps)."),
     warmup_steps: int = typer.Option(5000, "--warmup-steps", help="Linear learning-rate warm-up."),
     lambda_initial: float = typer.Option(5e-8, "--lambda-initial", help="L0 weight before --lambda-step (delayed masking)."),
@@ -56,6 +62,10 @@ def train_command(
     real_summary: list[Path] = typer.Option([], "--real-summary", help="Those runs' --emit-summary TSVs (their trims; repeat); default: recompute the trims."),
     real_min_qscore: float = typer.Option(MIN_QSCORE, "--real-min-qscore", help="Leave out reads whose mean call Q is below this (wrong chemistry, junk)."),
     real_fraction: float = typer.Option(0.25, "--real-fraction", help="Share of each batch from the real reads."),
+    aligned_reads: list[Path] = typer.Option([], "--aligned-reads", help="pod5/fast5 files or folders of real reads whose truth is their reference alignment (repeat; needs --aligned-bam)."),
+    aligned_bam: list[Path] = typer.Option([], "--aligned-bam", help="BAMs of those reads' calls with mv move tables and MD tags, aligned to their genome (repeat)."),
+    aligned_fraction: float = typer.Option(0.5, "--aligned-fraction", help="Share of each batch from the reference-labelled reads."),
+    holdout_read: list[str] = typer.Option([], "--holdout-read", help="Read id kept out of --aligned-reads (repeat): an independent check."),
     validation_size: int = typer.Option(32, "--validation-size", help="Simulated validation chunks (their own seed stream); 0: no validation."),
     gate_lr_scale: float = typer.Option(1.0, "--gate-lr-scale", help="Learning rate of the neuron gates as a multiple of the weights' (raise it when a short run does not prune)."),
     threads: int = typer.Option(0, "--threads", help="Torch threads (0: torch's default). On a busy shared CPU 1 is steadier and often faster."),
@@ -70,9 +80,11 @@ def train_command(
         import torch  # noqa: F401 - the export extra
 
         from edgecall.train import loop
+        from edgecall.train.aligned import AlignedReads
         from edgecall.train.data import (
             VALIDATION_STREAM, MixedSource, SimulatedData, SimulatedSource, default_references, load_references, to_batch,
         )
+        from edgecall.train.simulate import SimulationOptions
     except ModuleNotFoundError as exc:
         raise_missing_extra(exc, "edgecall train")
     found = loop.checkpoints(out_dir)
@@ -80,7 +92,8 @@ def train_command(
         raise EdgecallError(f"{out_dir}: holds a run (newest {found[-1][1].name}); use --resume or another folder")
     size = {"hidden": hidden, "layers": layers, "state_len": state_len, "features": features}
     if found or init_from is None:
-        model_config = _model_config(out_dir, config, size, stored=found[-1][1] if found else None)
+        model_config = _model_config(out_dir, config, size, stored=found[-1][1] if found else None,
+                                     chem=chemistry(chemistry_name), sample_rate=sample_rate)
     else:
         model_config = _pretrained_config(out_dir, init_from, config, size)
     options = loop.TrainOptions(
@@ -92,6 +105,12 @@ def train_command(
     )
     if bool(real_reads) != bool(real_calls) or not 0.0 <= real_fraction <= 1.0:
         raise EdgecallError("--real-reads and --real-calls go together, and --real-fraction must be in [0, 1]")
+    if bool(aligned_reads) != bool(aligned_bam) or not 0.0 <= aligned_fraction <= 1.0:
+        raise EdgecallError("--aligned-reads and --aligned-bam go together, and --aligned-fraction must be in [0, 1]")
+    shares = (real_fraction if real_reads else 0.0) + (aligned_fraction if aligned_reads else 0.0)
+    if shares > 1.0 + 1e-9:
+        raise EdgecallError(f"--real-fraction and --aligned-fraction add up to {shares:g}, more than the whole batch")
+    chem = _config_chemistry(model_config)
     references = list(reference) or list(default_references())
     data_options = {
         "references": [str(p) for p in references], "random_fraction": random_fraction, "seed": seed,
@@ -100,19 +119,27 @@ def train_command(
         "real_fraction": real_fraction if real_reads else 0.0,
         "batch_size": batch_size, "chunksize": chunksize, "validation_size": validation_size,
     }
+    if aligned_reads:  # recorded only when used, so runs without them resume without a note
+        data_options.update({"aligned_reads": [str(p) for p in aligned_reads], "aligned_bam": [str(p) for p in aligned_bam],
+                             "aligned_fraction": aligned_fraction, "holdout_read": sorted(holdout_read)})
     records = load_references(references)
-    sim = SimulatedData(random_fraction=random_fraction if records else 1.0, seed=seed)
-    parts: list[tuple[Any, float]] = [(SimulatedSource(model_config, chunksize, records, sim), 1.0 - data_options["real_fraction"])]
+    simulation = SimulationOptions.for_chemistry(chem.name, model_config.sample_rate)
+    sim = SimulatedData(random_fraction=random_fraction if records else 1.0, seed=seed, simulation=simulation)
+    parts: list[tuple[Any, float]] = [(SimulatedSource(model_config, chunksize, records, sim), 1.0 - shares)]
     if real_reads:
         real = RealReads(tuple(real_reads), tuple(real_calls), tuple(real_summary), min_qscore=real_min_qscore)
         parts.append((_real_source(model_config, chunksize, real, seed), real_fraction))
+    if aligned_reads:
+        aligned = AlignedReads(tuple(aligned_reads), tuple(aligned_bam), holdout=frozenset(holdout_read))
+        parts.append((_aligned_source(model_config, chunksize, aligned, seed), aligned_fraction))
     data = MixedSource(parts, batch_size)
     val = None
     if validation_size > 0:
         val_source = SimulatedSource(model_config, chunksize, records, sim, stream=VALIDATION_STREAM)
         val = to_batch(val_source.chunks(0, validation_size))
     _record(out_dir, data_options, options, found[-1][1] if found else None)
-    _say(f"model {model_config.name}: LSTM {','.join(map(str, model_config.encoder.hidden_sizes))}, features "
+    _say(f"model {model_config.name} ({chem.name}, {model_config.sample_rate} Hz, stride {model_config.stride}, "
+         f"{model_config.normalisation.strategy}): LSTM {','.join(map(str, model_config.encoder.hidden_sizes))}, features "
          f"{model_config.encoder.features}, state_len {model_config.state_len}; simulated from "
          f"{len(records)} reference records ({sum(map(len, records.values())):,} bases) + "
          f"{sim.random_fraction:.0%} random; batch {batch_size} x {chunksize} samples; "
@@ -122,8 +149,9 @@ def train_command(
     _say(f"step {result.step}: {result.checkpoint}; package it with: edgecall compile {result.checkpoint}")
 
 
-def _model_config(out_dir: Path, config: Path | None, size: dict[str, int | None], stored: Path | None) -> ModelConfig:
-    """--config, else the size options, else (on resume) the run's own config."""
+def _model_config(out_dir: Path, config: Path | None, size: dict[str, int | None], stored: Path | None,
+                  chem: Chemistry, sample_rate: int | None) -> ModelConfig:
+    """--config, else the size options (and the chemistry's defaults), else (on resume) the run's own config."""
     given = {k: v for k, v in size.items() if v is not None}
     if config is not None:
         if given:
@@ -136,10 +164,24 @@ def _model_config(out_dir: Path, config: Path | None, size: dict[str, int | None
     hidden = size["hidden"] or DEFAULT_HIDDEN
     features = size["features"] or hidden
     return ModelConfig(
-        name=out_dir.name,
-        encoder=rnn_encoder_config(conv_channels=(4, 16, features), hidden_sizes=(hidden,) * (size["layers"] or DEFAULT_LAYERS),
+        name=out_dir.name, chemistry=chem.config_chemistry,
+        sample_rate=chem.check_rate(sample_rate or chem.sample_rates[0]),
+        encoder=rnn_encoder_config(conv_channels=(*chem.conv_channels, features), stride=chem.stride,
+                                   hidden_sizes=(hidden,) * (size["layers"] or DEFAULT_LAYERS),
                                    state_len=size["state_len"] or DEFAULT_STATE_LEN),
+        normalisation=NormalisationConfig(strategy=chem.normalisation),
+        basecaller=BasecallerConfig(chunksize=chem.chunk[0], overlap=chem.chunk[1]),
     )
+
+
+def _config_chemistry(config: ModelConfig) -> Chemistry:
+    """The chemistry whose reads the model's config asks for (its simulator makes the training signal)."""
+    for chem in CHEMISTRIES.values():
+        if chem.config_chemistry == config.chemistry:
+            chem.check_rate(config.sample_rate)
+            return chem
+    known = ", ".join(c.config_chemistry for c in CHEMISTRIES.values())
+    raise EdgecallError(f"model '{config.name}' is for chemistry '{config.chemistry}'; edgecall simulates {known}")
 
 
 def _pretrained_config(out_dir: Path, init_from: Path, config: Path | None, size: dict[str, int | None]) -> ModelConfig:
@@ -154,6 +196,18 @@ def _pretrained_config(out_dir: Path, init_from: Path, config: Path | None, size
         )
     base = load_checkpoint(init_from).config
     return base.with_state_len(size["state_len"] or base.state_len).replace(name=out_dir.name)
+
+
+def _aligned_source(config: ModelConfig, chunksize: int, aligned: Any, seed: int) -> Any:
+    from edgecall.train.aligned import load_aligned
+    from edgecall.train.pseudo_labels import PseudoLabelledSource
+
+    reads, skipped = load_aligned(aligned, config)
+    bases = sum(r.bases.size for r in reads)
+    left_out = "; ".join(f"{n} {reason}" for reason, n in skipped.items())
+    _say(f"reference-labelled reads: {len(reads)} from {', '.join(p.name for p in aligned.bams)} ({bases:,} bases, "
+         f"{sum(r.signal.size for r in reads):,} samples at {config.sample_rate} Hz)" + (f"; left out: {left_out}" if left_out else ""))
+    return PseudoLabelledSource(reads, config, chunksize, seed=seed, stream_tag=2)
 
 
 def _real_source(config: ModelConfig, chunksize: int, real: RealReads, seed: int) -> Any:

@@ -37,13 +37,18 @@ from edgecall.errors import EdgecallError, exact_div
 from edgecall.runtime.read import Read
 from edgecall.runtime.signal import prepare
 from edgecall.train.fasta import read_fasta
+from edgecall.train.chemistry import default_kmer_model_path
 from edgecall.train.kmer_model import KmerModel, load_kmer_model
-from edgecall.train.simulate import SAMPLE_RATE, SimulatedRead, SimulationOptions, simulate_reads
+from edgecall.train.simulate import SimulatedRead, SimulationOptions, simulate_reads
 
 TRAIN_STREAM, VALIDATION_STREAM = 0, 1  # seed streams: validation chunks never share a seed with training
 MAX_ATTEMPTS = 100  # redraws of a chunk whose target the CRF cannot spell
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # beside a source checkout
-DEV_SET = "lambda_r941"  # accuracy dev set (shared/data/accuracy/lambda_r941): measure on it, never train
+DEV_SET = "lambda_r941"  # R9.4.1 accuracy dev set (shared/data/accuracy/lambda_r941): measure on it, never train
+# R10.4.1 accuracy dev set: pod5/remora/can_reads.pod5 (+ can_reads_ref_segments.fa), and its BAM
+# r10/remora/can_mappings.bam; files are known by these name prefixes, copies by their read ids
+R10_DEV_SET = ("can_reads", "can_mappings")
+R10_DEV_TRUTH = Path("pod5") / "remora" / "can_reads_ref_segments.fa"
 if TYPE_CHECKING:
     from edgecall.train.loop import Batch
 
@@ -120,11 +125,12 @@ class SimulatedSource:
                  options: SimulatedData = SimulatedData(), *, kmer_model: KmerModel | None = None,
                  stream: int = TRAIN_STREAM) -> None:
         exact_div(chunksize, config.stride, "training chunksize vs model stride")
-        if config.sample_rate != SAMPLE_RATE:
-            raise EdgecallError(f"the simulator makes {SAMPLE_RATE} Hz reads; "
+        sim = options.simulation
+        if config.sample_rate != sim.sample_rate:
+            raise EdgecallError(f"the simulator makes {sim.sample_rate} Hz {sim.chemistry} reads; "
                                 f"model '{config.name}' expects {config.sample_rate} Hz")
         self.config, self.chunksize, self.options, self.stream = config, chunksize, options, stream
-        self.model = kmer_model or load_kmer_model()
+        self.model = kmer_model or load_kmer_model(default_kmer_model_path(sim.chem))
         self.bases = math.ceil(options.read_chunks * chunksize / options.simulation.dwell_mean)
         self.stretches = [(name, m.group()) for name, seq in references.items()
                           for m in re.finditer(r"[ACGT]+", seq.upper()) if m.end() - m.start() >= self.bases]
@@ -163,7 +169,7 @@ class SimulatedSource:
 
 def runtime_read(read: SimulatedRead) -> Read:
     """The simulated read as a reader would hand it to the runtime (same raw, offset and scale)."""
-    return Read(read_id=read.read_id, raw=read.raw, offset=read.offset, scale=read.scale, sample_rate=SAMPLE_RATE,
+    return Read(read_id=read.read_id, raw=read.raw, offset=read.offset, scale=read.scale, sample_rate=read.sample_rate,
                 channel=read.channel, start_time="", run_id=read.run_id, source=Path("<simulated>"))
 
 
@@ -186,16 +192,38 @@ def load_references(paths: Sequence[Path]) -> dict[str, str]:
 
 
 def refuse_dev_set(path: Path) -> None:
-    """The accuracy dev set only measures models: training on it would make that measurement a lie."""
+    """The accuracy dev sets only measure models: training on them would make that measurement a lie."""
     resolved = Path(path).resolve()
     if any(DEV_SET in part for part in resolved.parts):
         raise EdgecallError(f"{path}: belongs to the accuracy dev set ({DEV_SET}); never train on it")
+    if resolved.name.startswith(R10_DEV_SET):
+        raise EdgecallError(f"{path}: belongs to the R10.4.1 accuracy dev set (pod5/remora/can_reads.pod5, "
+                            "r10/remora/can_mappings.bam); never train on it")
 
 
 def dev_set_read_ids() -> frozenset[str]:
-    """Read ids of the dev set (its fast5 files are named by read id), to refuse copies elsewhere."""
+    """Read ids of both dev sets (R9.4.1 fast5 names, R10.4.1 truth records), to refuse copies elsewhere."""
     folder = SHARED_DATA / "accuracy" / DEV_SET / "fast5"
-    return frozenset(p.stem for p in folder.glob("*.fast5")) if folder.is_dir() else frozenset()
+    ids = {p.stem for p in folder.glob("*.fast5")} if folder.is_dir() else set()
+    truth = SHARED_DATA / R10_DEV_TRUTH
+    if truth.is_file():
+        ids |= {line[1:].split()[0] for line in truth.read_text().splitlines() if line.startswith(">")}
+    return frozenset(ids)
+
+
+def dev_set_loci() -> tuple[tuple[str, int, int], ...]:
+    """(contig, start, end) of the R10.4.1 dev reads' reference segments (their truth FASTA's ``ref=`` fields).
+
+    Reads of the same genome stretch labelled with that reference would teach a
+    model the very sequence the dev set is scored against (the lambda genome is
+    refused for the same reason), so reference labels there are refused too.
+    """
+    truth = SHARED_DATA / R10_DEV_TRUTH
+    loci = []
+    if truth.is_file():
+        for m in re.finditer(r"^>\S+.*?\bref=(\S+):(\d+)-(\d+)", truth.read_text(), flags=re.M):
+            loci.append((m.group(1), int(m.group(2)), int(m.group(3))))
+    return tuple(loci)
 
 
 # ---- mixing -----------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ class TrainOptions:
     seed: int = 25  # seeds torch, numpy and random at a fresh start
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
     init_from: Path | None = None  # a fresh run starts from this checkpoint's weights (resumes ignore it)
+    device: str = "cpu"  # cpu, cuda or cuda:N (mixed precision: bf16 autocast for the network, the loss in f32)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "chunksize", "log_every", "checkpoint_every", "validate_every"):
@@ -79,6 +80,28 @@ class TrainOptions:
             raise EdgecallError(f"train option gate_lr_scale must be positive, got {self.gate_lr_scale}")
         if self.keep_checkpoints < 1:
             raise EdgecallError(f"train option keep_checkpoints must be at least 1, got {self.keep_checkpoints}")
+        if self.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", self.device):
+            raise EdgecallError(f"--device {self.device}: expected cpu, cuda or cuda:N")
+
+
+def torch_device(name: str) -> torch.device:
+    """The training device; a CUDA request without a visible GPU is one clear line."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "a CPU-only build"
+        raise EdgecallError(f"--device {name}: PyTorch ({torch.__version__}, {build}) sees no CUDA GPU; "
+                            "train with --device cpu, or install a CUDA build of torch on the GPU machine")
+    return torch.device(name)
+
+
+def _to_cpu(value: Any) -> Any:
+    """Checkpoints hold CPU tensors only, so they resume on any device."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_cpu(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -104,7 +127,9 @@ def _rng_state() -> dict[str, Any]:
     """Every RNG as tensors and plain values, so ``torch.load(weights_only=True)`` reads it."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, words, gauss = random.getstate()
+    cuda = {"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() and torch.cuda.is_initialized() else {}
     return {
+        **cuda,
         "torch": torch.get_rng_state(),
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached": float(cached)},
@@ -114,6 +139,8 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])  # a GPU run resumed on GPUs repeats its gate noise
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     p = state["python"]
@@ -131,8 +158,8 @@ def save_checkpoint(path: Path, config: ModelConfig, options: TrainOptions, mode
     obj = {
         "format": EDGECALL_FORMAT,
         "config": config.to_toml(),
-        "model_state": to_checkpoint_state(model),
-        "optimizer": optimizer.state_dict(),
+        "model_state": _to_cpu(to_checkpoint_state(model)),
+        "optimizer": _to_cpu(optimizer.state_dict()),
         "schedule": {"kind": "linear-warmup-cosine", "step": step},
         "step": step,
         "rng": _rng_state(),
@@ -167,10 +194,11 @@ def validate(model: MaskedBonitoCRF, batch: Batch) -> tuple[float, float]:
 
     config = model.config
     signal, targets, lengths = batch
+    device = next(model.parameters()).device
     model.eval()
     try:
         with torch.no_grad():
-            scores = model(signal)
+            scores = model(signal.to(device)).float().cpu()
             loss = float(crf_loss(scores, targets, lengths, state_len=config.state_len, blank_score=config.blank_score))
     finally:
         model.train()
@@ -242,7 +270,12 @@ def _grouped_optimizer_state(state: dict[str, Any], model: MaskedBonitoCRF) -> d
 
 
 def _resume(config: ModelConfig, options: TrainOptions) -> tuple[MaskedBonitoCRF, torch.optim.Optimizer, int]:
-    """Fresh seeded model at step 0, or everything restored from the newest checkpoint."""
+    """Fresh seeded model at step 0, or everything restored from the newest checkpoint, on the run's device.
+
+    The model moves before its optimiser is made, so optimiser state loads onto the
+    parameters' device: a checkpoint written on a GPU resumes on a CPU and back.
+    """
+    device = torch_device(options.device)
     found = checkpoints(options.out_dir)
     if not found:
         torch.manual_seed(options.seed)
@@ -252,13 +285,14 @@ def _resume(config: ModelConfig, options: TrainOptions) -> tuple[MaskedBonitoCRF
             model = from_pretrained(load_checkpoint(Path(options.init_from)), config)
         else:
             model = MaskedBonitoCRF(config)
+        model = model.to(device)
         return model, _optimizer(model, options), 0
     path = found[-1][1]
     obj = torch.load(path, map_location="cpu", weights_only=True)
     stored = ModelConfig.from_toml(obj["config"], str(path))
     if stored != ModelConfig.from_toml(config.to_toml()):
         raise EdgecallError(f"{path}: this run was started with another model config; use a new out_dir")
-    model = from_checkpoint_state(stored, obj["model_state"])
+    model = from_checkpoint_state(stored, obj["model_state"]).to(device)
     optimizer = _optimizer(model, options)
     optimizer.load_state_dict(_grouped_optimizer_state(obj["optimizer"], model))
     _set_rng_state(obj["rng"])
@@ -277,6 +311,7 @@ def train(config: ModelConfig, options: TrainOptions, data: DataFn, val_data: Ba
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, optimizer, step = _resume(config, options)
+    device = next(model.parameters()).device
     model.train()
     log = _open_log(out_dir, step)
     losses: list[float] = []
@@ -286,11 +321,13 @@ def train(config: ModelConfig, options: TrainOptions, data: DataFn, val_data: Ba
         while step < options.steps:
             batch = data(step)
             _check_batch(batch, options, step)
-            signal, targets, lengths = batch
+            signal, targets, lengths = _on_device(batch, device)
             lam = delayed_lambda(step, warmup_steps=options.lambda_step, initial=options.lambda_initial,
                                  target=options.lambda_target)
             lr = learning_rate(step, options)
-            crf = crf_loss(model(signal), targets, lengths, state_len=config.state_len, blank_score=config.blank_score,
+            with _autocast(device):
+                scores = model(signal)
+            crf = crf_loss(scores.float(), targets, lengths, state_len=config.state_len, blank_score=config.blank_score,
                            loss_clip=options.loss_clip)
             penalty = l0_penalty(model)
             loss = crf + lam * penalty
@@ -316,6 +353,22 @@ def train(config: ModelConfig, options: TrainOptions, data: DataFn, val_data: Ba
     finally:
         log.close()
     return TrainResult(step, checkpoints(out_dir)[-1][1], tuple(losses))  # the last step always checkpoints
+
+
+def _on_device(batch: Batch, device: torch.device) -> Batch:
+    """The batch on the training device: pinned host memory, copies that overlap the GPU's work."""
+    if device.type == "cpu":
+        return batch
+    return tuple(t.pin_memory().to(device, non_blocking=True) for t in batch)  # type: ignore[return-value]
+
+
+def _autocast(device: torch.device) -> Any:
+    """bf16 autocast on a GPU (the LSTMs and convolutions; the CRF loss stays f32); nothing on the CPU."""
+    import contextlib
+
+    if device.type == "cpu":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def _log_row(log: Any, model: MaskedBonitoCRF, step: int, window: list[tuple[float, float, float]],

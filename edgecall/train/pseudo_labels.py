@@ -163,12 +163,13 @@ def _skip_reason(item: Read | ReadFailure, config: ModelConfig, calls: dict[str,
 
 
 class PseudoLabelledSource:
-    """Chunks of real reads labelled with another basecaller's calls; reads picked by usable length."""
+    """Chunks of labelled real reads, picked by usable length: pseudo-labels, or reference labels
+    (:mod:`edgecall.train.aligned`, ``stream_tag`` 2, so the two sources never draw the same numbers)."""
 
     def __init__(self, reads: Sequence[LabelledRead], config: ModelConfig, chunksize: int, *, seed: int = 0,
-                 stream: int = TRAIN_STREAM) -> None:
+                 stream: int = TRAIN_STREAM, stream_tag: int = 1) -> None:
         exact_div(chunksize, config.stride, "training chunksize vs model stride")
-        self.config, self.chunksize, self.seed, self.stream = config, chunksize, seed, stream
+        self.config, self.chunksize, self.seed, self.stream, self.tag = config, chunksize, seed, stream, stream_tag
         self.reads, spans = [], []
         for read in reads:  # a window lies within the called stretch of its read
             if not read.positions.size:
@@ -186,7 +187,7 @@ class PseudoLabelledSource:
         out = []
         for index in range(n):
             for attempt in range(MAX_ATTEMPTS):
-                rng = np.random.default_rng([self.seed, self.stream, step, index, attempt, 1])
+                rng = np.random.default_rng([self.seed, self.stream, step, index, attempt, self.tag])
                 pick = int(rng.choice(len(self.reads), p=self.weights))
                 read = self.reads[pick]
                 start = int(read.positions[0]) + int(rng.integers(0, self.spans[pick]))

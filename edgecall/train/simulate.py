@@ -1,4 +1,4 @@
-"""Simulated R9.4.1 reads: raw signal from a reference and a pore model, with the truth.
+"""Simulated R9.4.1 and R10.4.1 reads: raw signal from a reference and a pore model, with the truth.
 
 Why: tests and training need reads whose true sequence and per-base sample
 boundaries are known exactly. A read is made in sequencing direction as
@@ -12,6 +12,10 @@ reference, or random bases past its end); ``centre`` is the model's dominant
 k-mer position (2 for the R9.4 6-mer, see :mod:`edgecall.train.kmer_model`).
 Each event is level_mean + level_noise·level_stdv·N(0,1), each sample adds
 noise·sd_mean·N(0,1); pA = scale·(that) + shift + a random-walk drift.
+
+What differs by chemistry (pore model, speed, noise, calibration, run info)
+is in :mod:`edgecall.train.chemistry`; ``SimulationOptions.for_chemistry`` gives
+a chemistry's fitted defaults at a sample rate. The figures below are R9.4.1's.
 
 Calibration (real R9.4.1 reads): per-read scale/shift give median ~82 pA,
 MAD-stdev ~15 pA, IQR ~20 pA as on models/deepnano-blitz/test_sample (82.1,
@@ -35,30 +39,26 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from edgecall.errors import EdgecallError
+from edgecall.train.chemistry import R941, Chemistry, chemistry, default_kmer_model_path
 from edgecall.train.fasta import FastaWriter
 from edgecall.train.kmer_model import KmerModel, encode, load_kmer_model
 
-SAMPLE_RATE = 4000  # Hz, R9.4.1
-BASES_PER_SECOND = 450  # R9.4.1 translocation speed
+SAMPLE_RATE = R941.sample_rates[0]  # Hz, R9.4.1 (the default chemistry)
+BASES_PER_SECOND = R941.bases_per_second  # R9.4.1 translocation speed
 DWELL_MEAN = SAMPLE_RATE / BASES_PER_SECOND  # 8.89 samples per base
-# Calibration of a real R9.4.1 GridION run (accuracy/lambda_r941/lambda_r941.pod5, read 080fbbfd...;
-# hard-coded, never read at run time):
-# the scale is the same on every read; offsets differ per channel, -4..18 in those 50 reads.
-CALIBRATION_SCALE = 0.1828334778547287  # pA per DAC unit
-CALIBRATION_OFFSETS = (-4, 18)  # DAC units, inclusive range drawn per read
-ADC_RANGE = (-4096, 4095)  # run_info adc_min/adc_max of that run; raw is clipped here
-OPEN_PORE_PA = 236.0  # pA, median_before of those reads (235-237)
+# R9.4.1's calibration: that of a real R9.4.1 GridION run (accuracy/lambda_r941/lambda_r941.pod5, read
+# 080fbbfd...; hard-coded, never read at run time): the scale is the same on every read; offsets differ
+# per channel, -4..18 in those 50 reads (adc -4096..4095; open pore 235-237 pA; per-read scale 0.98 +- 0.04
+# on the model's levels and shift -7.2 +- 3 pA match MAD ~15 pA and median ~82 pA).
+CALIBRATION_SCALE = R941.calibration_scale  # pA per DAC unit
 CHANNELS = 512  # MinION/GridION channels
-READ_SCALE = (0.98, 0.04)  # mean, sd of the per-read scale on model levels (matches MAD ~15 pA)
-READ_SHIFT = (-7.2, 3.0)  # pA mean, sd of the per-read shift (matches median ~82 pA)
-DRIFT_KNOT = 400  # samples between random-walk knots (0.1 s)
+DRIFT_SECONDS = 0.1  # between random-walk knots
 BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
 
 
@@ -81,8 +81,24 @@ class SimulationOptions:
     open_pore: bool = True  # start with open pore, adapter stall and leader (trimming matters)
     ambiguous: str = "skip"  # non-ACGT bases: skip (read only ACGT stretches) or replace (random base)
     seed: int = 0  # read i depends on (seed, i) only
+    chemistry: str = R941.name  # r9.4.1 or r10.4.1: calibration, open pore, per-read scale, run info
+    sample_rate: int = SAMPLE_RATE  # Hz; one of the chemistry's rates
+
+    @classmethod
+    def for_chemistry(cls, name: str, sample_rate: int | None = None, **overrides: Any) -> "SimulationOptions":
+        """The chemistry's fitted defaults (speed, dwell, noise) at ``sample_rate`` (default: its first)."""
+        chem = chemistry(name)
+        rate = chem.check_rate(sample_rate or chem.sample_rates[0])
+        fitted = dict(dwell_mean=chem.dwell_mean(rate), dwell_sigma=chem.dwell_sigma, speed_sigma=chem.speed_sigma,
+                      noise=chem.noise, level_noise=chem.level_noise, chemistry=chem.name, sample_rate=rate)
+        return cls(**{**fitted, **overrides})
+
+    @property
+    def chem(self) -> Chemistry:
+        return chemistry(self.chemistry)
 
     def __post_init__(self) -> None:
+        self.chem.check_rate(self.sample_rate)
         if not 1 <= self.min_length <= self.max_length or self.mean_length < 1:
             raise EdgecallError(f"need 1 <= min_length <= max_length and mean_length >= 1 (got {self.min_length}, {self.max_length}, {self.mean_length})")
         if self.body_mean <= 0 or not 0 <= self.stall_rate < 1:
@@ -117,13 +133,16 @@ class SimulatedRead:
     start_sample: int  # samples since the run started; increasing from read to read
     open_pore_pa: float  # open pore level before the read (pod5 median_before)
     run_id: str  # acquisition id shared by the reads of one seed
+    sample_rate: int  # Hz
+    chemistry: str  # r9.4.1 or r10.4.1
 
 
 def simulate_reads(
     references: dict[str, str], n: int, options: SimulationOptions = SimulationOptions(), kmer_model: KmerModel | None = None,
 ) -> Iterator[SimulatedRead]:
     """Yield ``n`` reads, one at a time (flat memory: training can stream them)."""
-    model = kmer_model or load_kmer_model()
+    model = kmer_model or load_kmer_model(default_kmer_model_path(options.chem))
+    rate = options.sample_rate
     stretches = _stretches(references, options)
     lengths = np.array([len(codes) for _, _, codes in stretches], dtype=np.float64)
     weights = lengths / lengths.sum()  # a stretch is picked in proportion to its length, as in sequencing
@@ -134,11 +153,12 @@ def simulate_reads(
         name, first, codes = stretches[rng.choice(len(stretches), p=weights)]
         read = _simulate_one(rng, name, first, codes, options, model)
         channel = int(rng.integers(1, CHANNELS + 1))
-        clock = max(clock + int(rng.exponential(0.1 * SAMPLE_RATE)) + 1, int(channel_free[channel]) + SAMPLE_RATE // 10)
+        clock = max(clock + int(rng.exponential(0.1 * rate)) + 1, int(channel_free[channel]) + rate // 10)
         channel_free[channel] = clock + read["raw"].size
         channel_reads[channel] += 1
         yield SimulatedRead(
-            channel=channel, read_number=int(channel_reads[channel]), start_sample=clock, run_id=run_id, **read
+            channel=channel, read_number=int(channel_reads[channel]), start_sample=clock, run_id=run_id,
+            sample_rate=rate, chemistry=options.chemistry, **read
         )
 
 
@@ -179,7 +199,8 @@ def _simulate_one(
     padding = rng.integers(0, 4, after - len(tail), dtype=np.uint8)
     kmers = model.kmer_index(np.concatenate([leader, read_codes, tail, padding]))  # (n_leader + length,)
 
-    scale, shift = rng.normal(*READ_SCALE), rng.normal(*READ_SHIFT)
+    chem = options.chem
+    scale, shift = rng.normal(*chem.read_scale), rng.normal(*chem.read_shift)
     speed = np.exp(rng.normal(-options.speed_sigma**2 / 2, options.speed_sigma))
     dwell_sigma = options.dwell_sigma
     dwell = 1.0 + speed * rng.lognormal(np.log(options.body_mean) - dwell_sigma**2 / 2, dwell_sigma, kmers.size)
@@ -192,33 +213,34 @@ def _simulate_one(
     body = np.repeat(levels, counts) + options.noise * np.repeat(model.sd_mean[kmers], counts) * rng.standard_normal(int(bounds[-1]))
     body = scale * body + shift
 
-    open_pore = OPEN_PORE_PA + rng.normal(0, 1.5)
+    open_pore = rng.normal(*chem.open_pore_pa)
     if options.open_pore:  # open pore, then the adapter stalls flat near the read's median level
         pore = open_pore + 2.0 * rng.standard_normal(min(int(rng.lognormal(np.log(30), 1.2)) + 1, 2000))
         stall_level = float(np.median(body)) + rng.normal(0, 2.0)
         stall = stall_level + scale * options.noise * 1.6 * rng.standard_normal(int(rng.lognormal(np.log(350), 0.4)))
         body = np.concatenate([pore, stall, body])
     prefix = body.size - int(bounds[-1])
-    pa = body + _drift(rng, body.size, options.drift)
+    pa = body + _drift(rng, body.size, options.drift, options.sample_rate)
 
-    offset = float(rng.integers(CALIBRATION_OFFSETS[0], CALIBRATION_OFFSETS[1] + 1))
-    raw = np.clip(np.rint(pa / CALIBRATION_SCALE - offset), *ADC_RANGE).astype(np.int16)
+    offset = float(rng.integers(chem.calibration_offsets[0], chem.calibration_offsets[1] + 1))
+    raw = np.clip(np.rint(pa / chem.calibration_scale - offset), *chem.adc_range).astype(np.int16)
     return dict(
         read_id=str(uuid.UUID(bytes=rng.bytes(16), version=4)),
         sequence=BASES[read_codes].tobytes().decode("ascii"),
-        raw=raw, offset=offset, scale=CALIBRATION_SCALE, reference=name, strand=strand,
+        raw=raw, offset=offset, scale=chem.calibration_scale, reference=name, strand=strand,
         start=first + start, end=first + start + length,
         base_starts=bounds[n_leader:] + prefix,
         open_pore_pa=float(open_pore),
     )
 
 
-def _drift(rng: np.random.Generator, samples: int, pa_per_sqrt_s: float) -> np.ndarray:
+def _drift(rng: np.random.Generator, samples: int, pa_per_sqrt_s: float, sample_rate: int) -> np.ndarray:
     """(samples,) pA baseline random walk starting at 0, linear between knots every 0.1 s."""
-    knots = samples // DRIFT_KNOT + 2
-    steps = rng.normal(0.0, pa_per_sqrt_s * np.sqrt(DRIFT_KNOT / SAMPLE_RATE), knots)
+    knot = int(DRIFT_SECONDS * sample_rate)
+    knots = samples // knot + 2
+    steps = rng.normal(0.0, pa_per_sqrt_s * np.sqrt(DRIFT_SECONDS), knots)
     steps[0] = 0.0
-    return np.interp(np.arange(samples), np.arange(knots) * DRIFT_KNOT, np.cumsum(steps))
+    return np.interp(np.arange(samples), np.arange(knots) * knot, np.cumsum(steps))
 
 
 def truth_comment(read: SimulatedRead) -> str:
@@ -246,7 +268,7 @@ def write_pod5(reads: Iterable[SimulatedRead], path: Path | str, truth: Path | s
         with _open_pod5(path) as writer:
             for read in reads:
                 if read.run_id not in run_infos:
-                    run_infos[read.run_id] = _run_info(read.run_id)
+                    run_infos[read.run_id] = _run_info(read)
                 batch.append(_pod5_read(read, run_infos[read.run_id]))
                 if truth_writer is not None:
                     truth_writer.write(read.read_id, read.sequence, truth_comment(read))
@@ -284,24 +306,8 @@ def _pod5_read(read: SimulatedRead, run_info):  # noqa: ANN001, ANN202 - pod5 ty
     )
 
 
-def _run_info(run_id: str):  # noqa: ANN202 - pod5.RunInfo
-    """The device fields of the real R9.4.1 run (lambda_r941.pod5); identity fields say 'simulated'."""
+def _run_info(read: SimulatedRead):  # noqa: ANN202 - pod5.RunInfo
+    """The run info MinKNOW writes for the read's chemistry and sample rate (edgecall.train.chemistry)."""
     import pod5
 
-    started = datetime(2021, 3, 15, 15, 36, 48, tzinfo=timezone.utc)
-    context = {
-        "basecall_config_filename": "dna_r9.4.1_450bps_hac.cfg", "experiment_type": "genomic_dna",
-        "sample_frequency": str(SAMPLE_RATE), "sequencing_kit": "sqk-lsk109", "package": "bream4",
-    }
-    tracking = {
-        "device_type": "gridion", "exp_script_purpose": "sequencing_run", "flow_cell_product_code": "FLO-FLG001",
-        "run_id": run_id, "sample_id": "simulated", "asic_version": "IA02D", "version": "4.2.5",
-    }
-    return pod5.RunInfo(
-        acquisition_id=run_id, acquisition_start_time=started, adc_max=ADC_RANGE[1], adc_min=ADC_RANGE[0],
-        context_tags=context, experiment_name="edgecall simulate", flow_cell_id="SIMULATED",
-        flow_cell_product_code="FLO-FLG001", protocol_name="sequencing/sequencing_MIN106_DNA:FLO-FLG001:SQK-LSK109",
-        protocol_run_id=run_id, protocol_start_time=started, sample_id="simulated", sample_rate=SAMPLE_RATE,
-        sequencing_kit="sqk-lsk109", sequencer_position="X4", sequencer_position_type="gridion",
-        software="edgecall simulate", system_name="", system_type="", tracking_id=tracking,
-    )
+    return pod5.RunInfo(**chemistry(read.chemistry).run_info_fields(read.run_id, read.sample_rate))

@@ -21,10 +21,13 @@ from edgecall.package import ModelPackage
 T = TypeVar("T")
 
 
-def sequential_stream(backend: "Backend", items: Iterable[T], data_of: Callable[[T], np.ndarray]) -> Iterator[tuple[T, np.ndarray]]:
+def sequential_stream(
+    backend: "Backend", items: Iterable[T], data_of: Callable[[T], np.ndarray | None]
+) -> Iterator[tuple[T, np.ndarray | None]]:
     """One batch at a time: the stream of backends without asynchronous requests."""
     for item in items:
-        yield item, backend(data_of(item))
+        data = data_of(item)
+        yield item, None if data is None else backend(data)
 
 
 def chunk_major(scores: np.ndarray) -> np.ndarray:
@@ -46,9 +49,11 @@ class Backend(Protocol):
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
-    def stream(self, items: Iterable[T], data_of: Callable[[T], np.ndarray]) -> Iterator[tuple[T, np.ndarray]]:
+    def stream(self, items: Iterable[T], data_of: Callable[[T], np.ndarray | None]) -> Iterator[tuple[T, np.ndarray | None]]:
         """(item, scores) for each item in order; backends that can keep several batches
-        in flight do so here."""
+        in flight do so here. An item without data is a barrier: every item before it
+        comes out before it does (with None scores), so nothing waits in flight for
+        input that is not coming yet. Closing the stream waits for the requests in flight."""
         ...
 
     def close(self) -> None: ...

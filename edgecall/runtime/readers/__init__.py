@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from edgecall.errors import EdgecallError
-from edgecall.runtime.read import Read, ReadFailure, RunInfo
+from edgecall.runtime.read import Idle, Read, ReadFailure, RunInfo
 
 SUFFIXES = (".pod5", ".fast5")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -52,16 +52,21 @@ def find_inputs(paths: Sequence[Path], recursive: bool = False) -> list[Path]:
 
 
 def iter_reads(
-    paths: Iterable[Path], *, read_ids: Collection[str] | None = None, skip_ids: Collection[str] | None = None
-) -> Iterator[Read | ReadFailure]:
+    paths: Iterable[Path | Idle], *, read_ids: Collection[str] | None = None, skip_ids: Collection[str] | None = None
+) -> Iterator[Read | ReadFailure | Idle]:
     """Stream the reads of ``paths`` in order; with ``read_ids``, only those reads;
     reads in ``skip_ids`` (e.g. already called, when resuming) are passed over
-    before their signal is loaded. ``paths`` may be a lazy iterator (watch mode).
+    before their signal is loaded. ``paths`` may be a lazy iterator (watch mode)
+    whose :class:`Idle` markers are passed on in place.
 
     Memory stays flat: one read's signal is held at a time (plus whatever the
     format library maps). Unknown suffixes and missing files yield a failure.
     """
-    for path in map(Path, paths):
+    for entry in paths:
+        if isinstance(entry, Idle):
+            yield entry
+            continue
+        path = Path(entry)
         suffix = path.suffix.lower()
         if not path.is_file():
             yield ReadFailure(path, "no such file")

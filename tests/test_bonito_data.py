@@ -1,0 +1,70 @@
+"""Bonito-format training data: memory-mapped, padding and lengths respected, Bonito's validation split."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgecall.config import ModelConfig, rnn_encoder_config
+from edgecall.errors import EdgecallError
+from edgecall.train.bonito_data import open_bonito_data, training_and_validation
+
+CONFIG = ModelConfig(encoder=rnn_encoder_config(conv_channels=(4, 16, 16), hidden_sizes=(8, 8), state_len=2))
+
+
+def write_bonito_data(folder: Path, rows: int = 20, chunksize: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+    """What 'bonito basecaller --save-ctc' writes: normalised chunks, 1-4 codes zero-padded, lengths."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(20, 60, rows)
+    references = np.zeros((rows, 64), np.uint8)
+    for row, n in zip(references, lengths):
+        row[:n] = rng.integers(1, 5, n)
+    arrays = {"chunks.npy": rng.standard_normal((rows, chunksize)).astype(np.float32),
+              "references.npy": references, "reference_lengths.npy": lengths.astype(np.uint16)}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in arrays.items():
+        np.save(folder / name, array)
+    return arrays
+
+
+def test_chunks_are_memory_mapped_and_targets_stop_at_their_length(tmp_path: Path) -> None:
+    arrays = write_bonito_data(tmp_path / "data")
+    data = open_bonito_data(tmp_path / "data")
+    assert isinstance(data.chunks, np.memmap) and isinstance(data.references, np.memmap)
+    train, valid = training_and_validation(tmp_path / "data", None, CONFIG, 1000, valid_chunks=4)
+    assert list(train.rows) == list(range(18)) and list(valid.rows) == [18, 19]  # at most a tenth held out
+    chunk = valid.chunk(19)
+    assert np.array_equal(chunk.targets, arrays["references.npy"][19, : arrays["reference_lengths.npy"][19]])
+    assert chunk.targets.dtype == np.int64 and np.array_equal(chunk.signal, arrays["chunks.npy"][19])
+    drawn = train.chunks(step=3, n=8)
+    assert all(int(c.read_id.split(":")[1]) < 18 for c in drawn)  # training never draws a validation row
+    assert [c.read_id for c in train.chunks(step=3, n=5)] == [c.read_id for c in drawn[:5]]  # chunk i: (step, i) alone
+
+
+def test_a_validation_folder_is_used_when_present(tmp_path: Path) -> None:
+    write_bonito_data(tmp_path / "data")
+    write_bonito_data(tmp_path / "data" / "validation", rows=6, seed=1)
+    train, valid = training_and_validation(tmp_path / "data", None, CONFIG, 1000, valid_chunks=4)
+    assert len(train.rows) == 20 and valid.data.folder.name == "validation" and len(valid.rows) == 4
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda d: (d / "references.npy").unlink(), "not Bonito training data (missing references.npy)"),
+    (lambda d: np.save(d / "reference_lengths.npy", np.full(3, 10)), "20 chunks, 20 references and 3 lengths"),
+    (lambda d: np.save(d / "chunks.npy", np.zeros((20, 1000))), "expected float32"),
+    (lambda d: np.save(d / "reference_lengths.npy", np.full(20, 99)), "lengths outside 0..64"),
+])
+def test_bad_folders_get_one_line(tmp_path: Path, damage, message: str) -> None:  # noqa: ANN001
+    write_bonito_data(tmp_path / "data")
+    damage(tmp_path / "data")
+    with pytest.raises(EdgecallError, match=re.escape(message)):
+        training_and_validation(tmp_path / "data", None, CONFIG, 1000, valid_chunks=4)
+
+
+def test_chunksize_must_match_the_data(tmp_path: Path) -> None:
+    write_bonito_data(tmp_path / "data")
+    with pytest.raises(EdgecallError, match="give --chunksize 1000"):
+        training_and_validation(tmp_path / "data", None, CONFIG, 2000, valid_chunks=0)
