@@ -126,6 +126,19 @@ def choose(model: str | None, run: RunChemistry | None, directory: Path | None) 
     return chosen
 
 
+def choose_for_reads(model: str | None, directory: Path | None, files: list[Path]) -> tuple[InstalledModel, RunChemistry | None]:
+    """``--model`` as given, or (no model, or a tier) resolved for the chemistry of the first readable read of ``files``."""
+    from edgecall.chemistry import run_chemistry
+    from edgecall.runtime.readers import first_read
+
+    run = None
+    if model is None or model in TIERS:
+        read = first_read(files)
+        if read is not None:
+            run = run_chemistry(read.run.flow_cell_product_code, read.run.sequencing_kit, read.sample_rate)
+    return choose(model, run, directory), run
+
+
 def _named(model: str, installed: list[InstalledModel]) -> InstalledModel:
     path = Path(model)
     if path.is_dir():

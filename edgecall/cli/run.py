@@ -18,14 +18,14 @@ from typing import Callable, Iterator, Optional
 import typer
 
 from edgecall import catalog
-from edgecall.chemistry import LABELS, RunChemistry, pore, run_chemistry
+from edgecall.chemistry import LABELS, RunChemistry, pore
 from edgecall.cli.exits import Interrupted, OutputClosed, finish_on_interrupt, signal_name
 from edgecall.errors import EdgecallError
 from edgecall.package import load_package
 from edgecall.runtime.pipeline import Basecaller, RunOptions
 from edgecall.runtime.output import open_output, output_format, require_pysam
 from edgecall.runtime.read import Idle, ReadFailure
-from edgecall.runtime.readers import count_reads, find_inputs, first_read, run_infos
+from edgecall.runtime.readers import count_reads, find_inputs, run_infos
 from edgecall.runtime.resume import ResumeState, scan_output
 from edgecall.runtime.summary import SummaryWriter
 from edgecall.runtime.watch import watch_folder
@@ -197,12 +197,7 @@ def _quiet_on_closed_output(exc_type: type | None, exc: BaseException | None, tb
 def _choose_model(model: str | None, models_dir: Path | None, files: list[Path]):  # noqa: ANN202 - (ModelPackage, Path | None)
     """The package to run: ``--model`` (a tier resolved for the reads), else the one the reads' chemistry picks."""
     directory = catalog.models_directory(models_dir)
-    run = None
-    if model is None or model in catalog.TIERS:
-        read = first_read(files)
-        if read is not None:
-            run = run_chemistry(read.run.flow_cell_product_code, read.run.sequencing_kit, read.sample_rate)
-    chosen = catalog.choose(model, run, directory)
+    chosen, run = catalog.choose_for_reads(model, directory, files)
     if model is None or model in catalog.TIERS:
         sys.stderr.write(f"edgecall: {catalog.describe_choice(chosen, run)}\n")
     return load_package(catalog.package_path(chosen)), directory
