@@ -100,7 +100,7 @@ def load_decoders(models: list[str]) -> float:
             crf.decode_batch(np.zeros((2, 1, config.num_outputs), np.float32), state_len=config.state_len,
                              beam_width=dec.beam_width, threads=1)
         else:
-            ctc.beam_search(np.full((2, dec.num_outputs), 1 / dec.num_outputs, np.float32), labels="".join(dec.labels))
+            ctc.beam_search(np.full((2, config.num_outputs), 1 / config.num_outputs, np.float32), labels="".join(dec.labels))
     return time.thread_time() - start
 
 
@@ -128,6 +128,9 @@ def main() -> None:
     parser.add_argument("--beam-widths", nargs="+", type=int, default=None,
                         help="Run each model at each of these beam widths (default: the package's own), and "
                              "compare identities read by read against the first.")
+    parser.add_argument("--precisions", nargs="+", default=["f32"],
+                        help="Run each model at each inference precision (f32, bf16, f16; run's --precision) and "
+                             "compare identities read by read against the first.")
     args = parser.parse_args()
     options = RunOptions(device=args.device, batch_size=args.batch_size, threads=args.threads)
     if args.decode:
@@ -141,23 +144,27 @@ def main() -> None:
              f"{'read':>5} {'norm':>5} {'infer':>5} {'decode':>6} {'write':>5}  (busy share)  decode CPU  identity"
     print(f"# decoders loaded from numba's cache first, once per process: {load_decoders(args.models):.2f} s CPU")
     print(header)
-    combos = [(model, width) for model in args.models for width in (args.beam_widths or [None])]
-    runs: dict[tuple[str, int | None], list[dict]] = {combo: [] for combo in combos}
+    combos = [(model, width, precision) for model in args.models for width in (args.beam_widths or [None])
+              for precision in args.precisions]
+    runs: dict[tuple[str, int | None, str], list[dict]] = {combo: [] for combo in combos}
     for _ in range(args.repeat):  # the combinations take turns, so drifting machine speed hits them alike
-        for model, width in combos:
-            runs[model, width].append(bench_model(model, args.reads, options, reference, width))
-    for model, width in combos:
-        r = max(runs[model, width], key=lambda x: x["samples_per_s"])
+        for model, width, precision in combos:
+            run_options = dataclasses.replace(options, precision=precision)
+            runs[model, width, precision].append(bench_model(model, args.reads, run_options, reference, width))
+    for model, width, precision in combos:
+        r = max(runs[model, width, precision], key=lambda x: x["samples_per_s"])
         busy = sum(r["stages"].values())
         shares = "  ".join(f"{100 * v / busy:5.1f}" for v in r["stages"].values())
         acc = r.get("accuracy")
         ident = f"{acc.median_identity:.4f} ({acc.mapped}/{acc.reads} mapped)" if acc else "-"
-        singles = ", ".join(f"{100 * x['decode_cpu_share']:.1f}" for x in runs[model, width])
-        print(f"{r['model']:<22} {r['backend']:<14} {r['batch']:>5} {r['reads']:>5} {r['samples_per_s'] / 1e6:>10.3f}  {shares}  "
+        singles = ", ".join(f"{100 * x['decode_cpu_share']:.1f}" for x in runs[model, width, precision])
+        label = r["model"] + (f"@{precision}" if len(args.precisions) > 1 else "")
+        print(f"{label:<22} {r['backend']:<14} {r['batch']:>5} {r['reads']:>5} {r['samples_per_s'] / 1e6:>10.3f}  {shares}  "
               f"{100 * r['decode_cpu_share']:>10.1f}  {ident}" + (f"  [decode CPU of each run: {singles}]" if args.repeat > 1 else ""))
-        first = runs[model, combos[0][1]][0].get("accuracy") if args.beam_widths else None
-        if first is not None and width != combos[0][1]:
-            print("    " + paired_difference(first, r["accuracy"], f"beam {width} - beam {combos[0][1]}"))
+        first = runs[model, combos[0][1], combos[0][2]][0].get("accuracy") if len(combos) > len(args.models) else None
+        if first is not None and (width, precision) != combos[0][1:]:
+            what = f"beam {width} - beam {combos[0][1]}" if width != combos[0][1] else f"{precision} - {combos[0][2]}"
+            print("    " + paired_difference(first, r["accuracy"], what))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"# peak RSS of this process: {peak:.0f} MiB")
 

@@ -92,7 +92,7 @@ def installed_models(directory: Path | None = None) -> list[InstalledModel]:
 
 def _fits(model: InstalledModel, run: RunChemistry) -> bool:
     config = model.config
-    return check_run(run, config.name, config.chemistry, config.sample_rate).refusal is None and (
+    return check_run(run, config.name, config.chemistry, config.sample_rate, config.resample_from).refusal is None and (
         run.pore is None or pore(config.chemistry) == run.pore)
 
 
@@ -124,6 +124,19 @@ def choose(model: str | None, run: RunChemistry | None, directory: Path | None) 
     if chosen is None:
         raise EdgecallError(missing_model_hint(run, model, installed))
     return chosen
+
+
+def choose_for_reads(model: str | None, directory: Path | None, files: list[Path]) -> tuple[InstalledModel, RunChemistry | None]:
+    """``--model`` as given, or (no model, or a tier) resolved for the chemistry of the first readable read of ``files``."""
+    from edgecall.chemistry import run_chemistry
+    from edgecall.runtime.readers import first_read
+
+    run = None
+    if model is None or model in TIERS:
+        read = first_read(files)
+        if read is not None:
+            run = run_chemistry(read.run.flow_cell_product_code, read.run.sequencing_kit, read.sample_rate)
+    return choose(model, run, directory), run
 
 
 def _named(model: str, installed: list[InstalledModel]) -> InstalledModel:

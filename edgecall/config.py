@@ -182,6 +182,7 @@ class ModelConfig:
     basecaller: BasecallerConfig = field(default_factory=BasecallerConfig)
     normalisation: NormalisationConfig = field(default_factory=NormalisationConfig)
     tier: str | None = None  # fast | hac | sup, when known (ONT names, package metadata)
+    resample_from: tuple[int, ...] = ()  # other read sample rates the model calls after resampling (4 kHz R10.4.1 reads)
 
     @property
     def stride(self) -> int:
@@ -251,6 +252,8 @@ class ModelConfig:
             doc["global_norm"] = {"state_len": head.state_len}
         if self.tier is not None:
             doc["edgecall"]["tier"] = self.tier
+        if self.resample_from:
+            doc["edgecall"]["resample_from"] = list(self.resample_from)
         if norm.strategy == "quantile":
             doc["normalisation"] = {
                 "quantile_a": norm.quantile_a,
@@ -357,6 +360,7 @@ def _from_toml(doc: dict[str, Any]) -> ModelConfig:
         basecaller=basecaller,
         normalisation=normalisation,
         tier=None if tier is None else str(tier),
+        resample_from=tuple(int(r) for r in ec.get("resample_from", ())),
     )
     validate_chunking(config, basecaller.chunksize, basecaller.overlap)
     return config

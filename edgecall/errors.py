@@ -11,6 +11,10 @@ class EdgecallError(Exception):
     """A failure the user can act on (bad file, missing device, bad option)."""
 
 
+class UsageError(EdgecallError):
+    """An option value the command cannot use: exit status 2, as for the CLI parser's own usage errors."""
+
+
 class MissingExtraError(EdgecallError):
     """An optional dependency is not installed; the message names the extra."""
 

@@ -193,3 +193,27 @@ def test_a_learned_stay_model_compiles_to_bonitos_outputs_and_calls(shared_data:
     assert got.shape == expected.shape == (200, 2, 5 * 4**4) and np.abs(got - expected).max() < 1e-4
     run = edgecall_run("--model", str(package), str(shared_data / "pod5" / "slow5-converted" / "one_5khz.pod5"))
     assert run.returncode == 0 and len(records(run.stdout)) == 1, run.stderr
+
+
+def test_a_5khz_model_that_resamples_calls_4khz_reads(shared_data: Path, tmp_path: Path) -> None:
+    """resample_from = [4000]: 4 kHz R10.4.1 reads are resampled to the model's 5 kHz, and picked for without --model."""
+    pytest.importorskip("torch")
+    from factories import write_tiny_ont_folder
+
+    from edgecall.config import ModelConfig
+    from edgecall.export.compile import compile_checkpoint
+
+    name = "dna_r10.4.1_e8.2_400bps_hac@v4.2.0"
+    folder = write_tiny_ont_folder(tmp_path / "src" / name, shared_data, name, seed=5)
+    models = tmp_path / "models"
+    package = compile_checkpoint(folder, models / "r10-5khz", targets=["CPU"], name="r10-5khz").package.path
+    config = ModelConfig.load(package / "config.toml")
+    config.replace(resample_from=(4000,)).save(package / "config.toml")
+    assert ModelConfig.load(package / "config.toml").resample_from == (4000,)
+    reads = shared_data / "pod5" / "remora" / "can_reads.pod5"
+    run = edgecall_run(str(reads), env={"EDGECALL_MODELS_DIRECTORY": str(models)})
+    assert run.returncode == 0, run.stderr
+    assert "model r10-5khz (R10.4.1, 5 kHz) for reads that are R10.4.1 (FLO-PRO114M, SQK-LSK114) at 4 kHz" in run.stderr
+    assert len(records(run.stdout)) == 14
+    plain = edgecall_run("--model", str(folder), str(reads), env={"EDGECALL_CACHE": str(tmp_path / "cache")})
+    assert plain.returncode == 3 and "14 reads are sampled at 4 kHz" in plain.stderr  # without resample_from: refused

@@ -25,7 +25,8 @@ def compile_command(
     int8: bool = typer.Option(False, "--int8", help="Also write an int8 CPU IR (openvino/CPU-INT8) by NNCF post-training quantisation; needs nncf."),
     int8_min_agreement: float = typer.Option(0.95, "--int8-min-agreement", min=0.0, max=1.0, help="--int8: refuse an int8 IR whose calls agree with the f32 calls on fewer bases than this (0 writes any)."),
     beam_width: Optional[int] = typer.Option(None, "--beam-width", min=1, help="Beam width the package's decoder uses (default: the checkpoint config's, else 32)."),
-    calibration: list[Path] = typer.Option([], "--calibration", help="--int8: .pod5/.fast5 files or folders of real reads to calibrate on, not the reads you test on (default: the checkout's shared R9.4.1 test sample if present, else simulated reads)."),
+    check_precision: list[str] = typer.Option([], "--check-precision", help="bf16 or f16 (repeat): measure the package's calls in that precision against its f32 calls on --calibration reads, so that 'run --precision' offers it where they agree on >= 99.5% of bases (needs a CPU that computes it natively)."),
+    calibration: list[Path] = typer.Option([], "--calibration", help="--int8, --check-precision: .pod5/.fast5 files or folders of real reads to calibrate on, not the reads you test on (default: the checkout's shared R9.4.1 test sample if present, else simulated reads)."),
 ) -> None:
     """Shrink a sparse checkpoint, export ONNX and OpenVINO IR, write a model package."""
     try:
@@ -44,6 +45,27 @@ def compile_command(
     _summary(result)
     if int8:
         _quantize(result.package.path, calibration, int8_min_agreement)
+    for precision in check_precision:
+        _check_precision(result.package.path, precision.lower(), calibration)
+
+
+def _check_precision(package: Path, precision: str, calibration: list[Path]) -> None:
+    from edgecall.devices.precision import REDUCED
+    from edgecall.errors import EdgecallError
+    from edgecall.export.precision_check import check_precision
+    from edgecall.export.quantize import default_calibration_reads
+    from edgecall.runtime.readers import find_inputs, iter_reads
+
+    if precision not in REDUCED:
+        raise EdgecallError(f"--check-precision {precision}: choose {' or '.join(REDUCED)}")
+    if calibration:
+        reads, source = iter_reads(find_inputs(calibration)), ", ".join(map(str, calibration))
+    else:
+        reads, source = default_calibration_reads()
+    record = check_precision(package, precision, reads, source)
+    verdict = "offered by 'run --precision'" if record["passed"] else f"refused (needs {record['min_agreement']:.1%})"
+    typer.echo(f"{precision}: calls agree with f32 on {record['agreement']:.2%} of bases of {record['chunks']} chunks: "
+               f"{verdict}", err=True)
 
 
 def _quantize(package: Path, calibration: list[Path], min_agreement: float) -> None:

@@ -1,21 +1,22 @@
 """The ``edgecall`` command: subcommands register here; expected failures end here.
 
 Every :class:`~edgecall.errors.EdgecallError` becomes one ``edgecall: error:``
-line on stderr and exit status 1; Ctrl-C exits 130; a closed stdout (``| head``)
-exits quietly.
+line on stderr and exit status 1 (2 for a :class:`~edgecall.errors.UsageError`);
+Ctrl-C exits 130 and SIGTERM 143 (see edgecall.cli.exits); a closed stdout
+(``| head``) exits quietly.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 
 import typer
 
 from edgecall import __version__
-from edgecall.errors import EdgecallError
+from edgecall.cli.exits import Interrupted, OutputClosed, install
+from edgecall.errors import EdgecallError, UsageError
 
 app = typer.Typer(
     name="edgecall",
@@ -52,38 +53,26 @@ def error_line(message: str) -> None:
     sys.stderr.flush()
 
 
-class Interrupted(BaseException):
-    """Ctrl-C or SIGTERM. A BaseException of our own so no library turns it into something else."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _on_signal(signum: int, frame: object) -> None:
-    # one interruption is enough: ignore repeats so cleanup (closing outputs) is not cut short
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Interrupted(signum)
-
-
 def main(argv: list[str] | None = None) -> None:
     _register()
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    install()
     try:
         app(args=argv, prog_name="edgecall", standalone_mode=True)
+    except UsageError as exc:
+        error_line(str(exc))
+        _leave(2)
     except EdgecallError as exc:
         error_line(str(exc))
         _leave(1)
     except Interrupted as exc:
-        sys.stderr.write("edgecall: interrupted; everything written so far is complete\n")
+        sys.stderr.write(f"edgecall: {exc.message}\n")
         _leave(128 + exc.signum)
-    except BrokenPipeError:
-        # stdout closed early (e.g. `| head`): stop quietly, without Python's shutdown warning
+    except (OutputClosed, BrokenPipeError):
+        # stdout closed early (e.g. `| head`): the command's cleanup stopped its threads; stop
+        # quietly, without Python's shutdown warning about the unflushed stdout
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(0)
+        _leave(0)
 
 
 def _leave(status: int) -> None:

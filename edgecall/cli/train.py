@@ -66,6 +66,13 @@ def train_command(
     aligned_bam: list[Path] = typer.Option([], "--aligned-bam", help="BAMs of those reads' calls with mv move tables and MD tags, aligned to their genome (repeat)."),
     aligned_fraction: float = typer.Option(0.5, "--aligned-fraction", help="Share of each batch from the reference-labelled reads."),
     holdout_read: list[str] = typer.Option([], "--holdout-read", help="Read id kept out of --aligned-reads (repeat): an independent check."),
+    data_dir: Optional[Path] = typer.Option(None, "--data", help="Bonito training data folder (chunks.npy, references.npy, reference_lengths.npy; 'bonito download --training' or 'bonito basecaller --save-ctc'), memory-mapped; validation from its validation/ folder or its last rows."),
+    valid_data: Optional[Path] = typer.Option(None, "--valid-data", help="Bonito-format validation folder (default: DATA/validation, else DATA's last rows)."),
+    data_fraction: float = typer.Option(1.0, "--data-fraction", help="Share of each batch from --data (the rest simulated or from the other real sources)."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="Distillation: the model (name, package or ONT folder) whose calls of --unlabelled reads are the targets."),
+    unlabelled: list[Path] = typer.Option([], "--unlabelled", help="Distillation: pod5/fast5 files or folders without truth, called once by --teacher (repeat)."),
+    teacher_fraction: float = typer.Option(0.5, "--teacher-fraction", help="Share of each batch from the teacher-labelled reads."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N] (bf16 autocast on the GPU; checkpoints resume on either)."),
     validation_size: int = typer.Option(32, "--validation-size", help="Simulated validation chunks (their own seed stream); 0: no validation."),
     gate_lr_scale: float = typer.Option(1.0, "--gate-lr-scale", help="Learning rate of the neuron gates as a multiple of the weights' (raise it when a short run does not prune)."),
     threads: int = typer.Option(0, "--threads", help="Torch threads (0: torch's default). On a busy shared CPU 1 is steadier and often faster."),
@@ -101,15 +108,24 @@ def train_command(
         lambda_initial=lambda_initial, lambda_target=lambda_target, lambda_step=lambda_step,
         gate_lr_scale=gate_lr_scale, log_every=log_every,
         checkpoint_every=checkpoint_every, validate_every=validate_every, seed=seed, threads=threads,
-        init_from=init_from,
+        init_from=init_from, device=device,
     )
+    if teacher is not None and unlabelled:
+        real_reads, real_calls, real_summary = list(unlabelled), *_teacher_calls(out_dir, teacher, unlabelled)
+        real_fraction = teacher_fraction
+    elif teacher is not None or unlabelled:
+        raise EdgecallError("--teacher and --unlabelled go together")
     if bool(real_reads) != bool(real_calls) or not 0.0 <= real_fraction <= 1.0:
         raise EdgecallError("--real-reads and --real-calls go together, and --real-fraction must be in [0, 1]")
     if bool(aligned_reads) != bool(aligned_bam) or not 0.0 <= aligned_fraction <= 1.0:
         raise EdgecallError("--aligned-reads and --aligned-bam go together, and --aligned-fraction must be in [0, 1]")
-    shares = (real_fraction if real_reads else 0.0) + (aligned_fraction if aligned_reads else 0.0)
+    if not 0.0 <= data_fraction <= 1.0:
+        raise EdgecallError(f"--data-fraction must be in [0, 1], got {data_fraction}")
+    shares = ((real_fraction if real_reads else 0.0) + (aligned_fraction if aligned_reads else 0.0)
+              + (data_fraction if data_dir is not None else 0.0))
     if shares > 1.0 + 1e-9:
-        raise EdgecallError(f"--real-fraction and --aligned-fraction add up to {shares:g}, more than the whole batch")
+        raise EdgecallError(f"the shares of --real-fraction, --aligned-fraction, --teacher-fraction and --data-fraction "
+                            f"add up to {shares:g}, more than the whole batch")
     chem = _config_chemistry(model_config)
     references = list(reference) or list(default_references())
     data_options = {
@@ -119,6 +135,9 @@ def train_command(
         "real_fraction": real_fraction if real_reads else 0.0,
         "batch_size": batch_size, "chunksize": chunksize, "validation_size": validation_size,
     }
+    if data_dir is not None:
+        data_options.update({"data": str(data_dir), "valid_data": str(valid_data) if valid_data else None,
+                             "data_fraction": data_fraction})
     if aligned_reads:  # recorded only when used, so runs without them resume without a note
         data_options.update({"aligned_reads": [str(p) for p in aligned_reads], "aligned_bam": [str(p) for p in aligned_bam],
                              "aligned_fraction": aligned_fraction, "holdout_read": sorted(holdout_read)})
@@ -132,9 +151,19 @@ def train_command(
     if aligned_reads:
         aligned = AlignedReads(tuple(aligned_reads), tuple(aligned_bam), holdout=frozenset(holdout_read))
         parts.append((_aligned_source(model_config, chunksize, aligned, seed), aligned_fraction))
+    bonito_valid = None
+    if data_dir is not None:
+        from edgecall.train.bonito_data import training_and_validation
+
+        bonito, bonito_valid = training_and_validation(data_dir, valid_data, model_config, chunksize, validation_size, seed)
+        _say(f"Bonito data: {bonito.data.rows:,} chunks in {data_dir} ({len(bonito.rows):,} for training)"
+             + (f", {len(bonito_valid.rows)} for validation from {bonito_valid.data.folder}" if bonito_valid else ""))
+        parts.append((bonito, data_fraction))
     data = MixedSource(parts, batch_size)
     val = None
-    if validation_size > 0:
+    if bonito_valid is not None:
+        val = to_batch(bonito_valid.all_chunks())
+    elif validation_size > 0:
         val_source = SimulatedSource(model_config, chunksize, records, sim, stream=VALIDATION_STREAM)
         val = to_batch(val_source.chunks(0, validation_size))
     _record(out_dir, data_options, options, found[-1][1] if found else None)
@@ -196,6 +225,27 @@ def _pretrained_config(out_dir: Path, init_from: Path, config: Path | None, size
         )
     base = load_checkpoint(init_from).config
     return base.with_state_len(size["state_len"] or base.state_len).replace(name=out_dir.name)
+
+
+def _teacher_calls(out_dir: Path, teacher: str, reads: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The teacher's calls of the unlabelled reads (with moves and trims), made once by 'edgecall run' and kept
+    in OUT_DIR/teacher/: an interrupted call resumes, a finished one is reused."""
+    import subprocess
+
+    folder = out_dir / "teacher"
+    folder.mkdir(parents=True, exist_ok=True)
+    calls, summary, done = folder / "calls.fastq", folder / "summary.tsv", folder / "done"
+    if not done.is_file():
+        command = [sys.executable, "-m", "edgecall", "run", "--model", teacher, "--emit-moves", "-o", str(calls),
+                   "--emit-summary", str(summary), "-r", *map(str, reads)]
+        if calls.is_file():
+            command += ["--resume-from", str(calls)]
+        _say(f"labelling {', '.join(map(str, reads))} with the teacher {teacher} (once; kept in {folder})")
+        status = subprocess.run(command).returncode
+        if status not in (0, 3):  # 3: some reads were skipped (named above), the rest are labelled
+            raise EdgecallError(f"the teacher's run failed (exit status {status}); its partial calls stay in {calls}")
+        done.write_text(teacher + "\n")
+    return [calls], [summary]
 
 
 def _aligned_source(config: ModelConfig, chunksize: int, aligned: Any, seed: int) -> Any:

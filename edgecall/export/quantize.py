@@ -208,7 +208,8 @@ def call_agreement(package: ModelPackage, chunks: np.ndarray) -> float:
     return 1.0 - distance / max(1, sum(len(a) for a in f32))
 
 
-def runtime_scores(package: ModelPackage, chunks: np.ndarray, ir_name: str | None = None) -> np.ndarray:
+def runtime_scores(package: ModelPackage, chunks: np.ndarray, ir_name: str | None = None,
+                   precision: str = "f32") -> np.ndarray:
     """(frames, chunks, outputs) scores of the package's CPU IR (or ``ir_name``), compiled as ``edgecall run`` does.
 
     That is a static batch of the run's default size. OpenVINO 2026.4 runs an int8
@@ -221,7 +222,8 @@ def runtime_scores(package: ModelPackage, chunks: np.ndarray, ir_name: str | Non
     from edgecall.runtime.pipeline import auto_batch_size
 
     batch, chunksize = auto_batch_size("CPU"), chunks.shape[2]
-    backend = OpenVinoBackend(package, "CPU", batch_size=batch, chunksize=chunksize, threads=None, ir_name=ir_name)
+    backend = OpenVinoBackend(package, "CPU", batch_size=batch, chunksize=chunksize, threads=None, ir_name=ir_name,
+                              inference_precision=precision)
     try:
         parts = []
         for start in range(0, chunks.shape[0], batch):

@@ -1,9 +1,13 @@
 """The one module that chains the stages: read -> prepare -> batch -> infer -> decode -> stitch.
 
-Each stage is an iterator; :func:`background` runs the reading, inference and
+Each stage is an iterator; :class:`Stages` runs the reading, inference and
 decoding stages in their own threads behind small bounded queues, so I/O,
 inference and decoding overlap while memory stays flat. Called reads come out
 in input order; failed reads come out as :class:`ReadFailure` in their place.
+An :class:`Idle` marker in the input (a watched folder waiting) comes out
+after every read before it is finished. :meth:`Basecaller.stop_reading` ends
+the input early (Ctrl-C) with the reads already read still finished;
+:meth:`Basecaller.close` stops everything and waits for the stage threads.
 """
 
 from __future__ import annotations
@@ -21,14 +25,15 @@ import numpy as np
 
 from edgecall.chemistry import RunChemistry, RunCheck, check_run, run_chemistry
 from edgecall.config import ModelConfig, validate_chunking
-from edgecall.errors import EdgecallError
+from edgecall.errors import EdgecallError, UsageError
 from edgecall.package import ModelPackage
-from edgecall.runtime.background import background
+from edgecall.runtime.background import Stages
 from edgecall.runtime.backends import Backend, open_backend
 from edgecall.runtime.chunk import ChunkPlan, cut, plan_chunks
 from edgecall.runtime.decode import crf, ctc
-from edgecall.runtime.read import CalledRead, DecodedChunk, Read, ReadFailure
+from edgecall.runtime.read import IDLE, CalledRead, DecodedChunk, Idle, Read, ReadFailure
 from edgecall.runtime.readers import iter_reads
+from edgecall.runtime.resample import resample_read
 from edgecall.runtime.signal import SCALING_NAMES, prepare_scaled
 from edgecall.runtime.stitch import stitch_decoded, stitch_scores
 
@@ -49,6 +54,15 @@ class RunOptions:
     skip_read_ids: frozenset[str] = frozenset()  # never these (already called, when resuming)
     max_reads: int | None = None  # stop after this many reads
     max_memory: int | None = None  # bytes the pipeline's buffers may use; None: no cap
+
+    def __post_init__(self) -> None:
+        """Refuse values that would otherwise be read as 'default' (0) or fail deep inside a runtime (-1)."""
+        for flag, value, least in (
+            ("--batch-size", self.batch_size, 1), ("--chunksize", self.chunksize, 1), ("--overlap", self.overlap, 0),
+            ("--threads", self.threads, 1), ("--max-reads", self.max_reads, 1),
+        ):  # a --max-memory too small for anything is named by _fit_memory, in GB
+            if value is not None and value < least:
+                raise UsageError(f"{flag} must be at least {least}, got {value}")
 
 
 @dataclass
@@ -83,9 +97,10 @@ class _Job:
 
 @dataclass(eq=False)
 class _Batch:
-    data: np.ndarray  # (batch, 1, chunksize) float32
+    data: np.ndarray | None  # (batch, 1, chunksize) float32; None for a marker and once inferred
     owners: list[tuple[_Job, int]]  # (job, chunk index) per filled row
     started: list[_Job | ReadFailure]  # entries first seen in this batch, input order
+    idle: bool = False  # an Idle marker (no data): everything before it is to be finished now
     scores: np.ndarray | None = None  # (frames, batch, C) after inference
     results: list | None = None  # per owner: DecodedChunk (CRF) or (frames, C) scores (CTC)
 
@@ -102,12 +117,11 @@ class Basecaller:
         self.options = options
         self.warn = warn or (lambda line: None)
         self.advice = advice
-        self.chunksize = options.chunksize or config.basecaller.chunksize
+        self.chunksize = options.chunksize if options.chunksize is not None else config.basecaller.chunksize
         self.overlap = options.overlap if options.overlap is not None else config.basecaller.overlap
+        _check_overlap(config, options, self.chunksize, self.overlap)
         validate_chunking(config, self.chunksize, self.overlap)
-        self.batch_size = options.batch_size or auto_batch_size(options.device)
-        if self.batch_size < 1:
-            raise EdgecallError(f"--batch-size must be at least 1, got {self.batch_size}")
+        self.batch_size = options.batch_size if options.batch_size is not None else auto_batch_size(options.device)
         self.queue_depth = QUEUE_DEPTH
         if options.max_memory is not None:
             self.batch_size, self.queue_depth = _fit_memory(config, self.chunksize, options)
@@ -119,21 +133,44 @@ class Basecaller:
         )
         self.times = StageTimes()
         self._times_lock = threading.Lock()  # finishing threads add to times.decode
+        self._stop_reading = threading.Event()
+        self._runs: list[tuple[Iterator, Stages]] = []  # runs started, so close() can stop them
 
     @property
     def config(self) -> ModelConfig:
         return self.package.config
 
-    def run(self, inputs: Iterable[Path]) -> Iterator[CalledRead | ReadFailure]:
+    def run(self, inputs: Iterable[Path | Idle]) -> Iterator[CalledRead | ReadFailure | Idle]:
         depth = self.queue_depth
-        jobs = background(self._prepared(self._reads(inputs)), depth, "read")
+        stages = Stages()
+        jobs = stages.background(self._prepared(self._reads(inputs)), depth, "read")
         # scores are the big buffers (frames x batch x C float32): keep few of them queued
-        inferred = background(self._infer(self._batches(jobs)), max(1, depth // 2), "infer")
-        decoded = background(self._decode(inferred), depth, "decode")
-        return self._assemble(decoded)
+        inferred = stages.background(self._infer(self._batches(jobs)), max(1, depth // 2), "infer")
+        decoded = stages.background(self._decode(inferred), depth, "decode")
+        results = self._assemble(decoded)
+        self._runs.append((results, stages))
+        return results
+
+    def stop_reading(self) -> None:
+        """Read no more input; reads already read are still finished and come out (Ctrl-C)."""
+        self._stop_reading.set()
+
+    def reading_stopped(self) -> bool:
+        return self._stop_reading.is_set()
 
     def close(self) -> None:
-        self.backend.close()
+        """Stop any run still going, wait for its threads, then release the backend.
+
+        A thread still inside inference after the wait keeps the backend (the
+        process must then leave without running destructors; see cli.main).
+        """
+        ended = True
+        for results, stages in self._runs:
+            results.close()  # type: ignore[attr-defined]
+            ended = stages.close() and ended
+        self._runs = []
+        if ended:
+            self.backend.close()
 
     def _workers(self) -> int:
         """The CPU threads the run may use: --threads, else every CPU."""
@@ -151,11 +188,11 @@ class Basecaller:
 
     # ---- stages ---------------------------------------------------------------
 
-    def _reads(self, inputs: Iterable[Path]) -> Iterator[Read | ReadFailure]:
+    def _reads(self, inputs: Iterable[Path | Idle]) -> Iterator[Read | ReadFailure | Idle]:
         taken = 0
         seen: set[int] = set()  # hashes of read ids: a few tens of bytes per read, millions of reads fit
         source = iter_reads(inputs, read_ids=self.options.read_ids, skip_ids=self.options.skip_read_ids or None)
-        while self.options.max_reads is None or taken < self.options.max_reads:
+        while (self.options.max_reads is None or taken < self.options.max_reads) and not self._stop_reading.is_set():
             t0 = time.perf_counter()
             item = next(source, None)
             self.times.read += time.perf_counter() - t0
@@ -170,7 +207,7 @@ class Basecaller:
                     taken += 1
             yield item
 
-    def _checked(self, reads: Iterator[Read | ReadFailure]) -> Iterator[Read | ReadFailure]:
+    def _checked(self, reads: Iterator[Read | ReadFailure | Idle]) -> Iterator[Read | ReadFailure | Idle]:
         """Reads of a chemistry (or rate) the model cannot call never reach it: one failure per file and run,
         counting its reads; unknown chemistry is called, with one warning per file."""
         config = self.config
@@ -186,6 +223,10 @@ class Basecaller:
             refused.clear()
 
         for item in reads:
+            if isinstance(item, Idle):  # the input waits: its refusals so far are reported now
+                yield from flush()
+                yield item
+                continue
             if refused and next(iter(refused))[0] != item.source:
                 yield from flush()
             if isinstance(item, ReadFailure):
@@ -194,7 +235,8 @@ class Basecaller:
             key = (item.run.flow_cell_product_code, item.run.sequencing_kit, item.sample_rate)
             if key not in checks:
                 chemistry = run_chemistry(*key)
-                checks[key] = (chemistry, check_run(chemistry, config.name, config.chemistry, config.sample_rate))
+                checks[key] = (chemistry, check_run(chemistry, config.name, config.chemistry, config.sample_rate,
+                                                    config.resample_from))
             chemistry, check = checks[key]
             if check.refusal is not None:
                 reason = check.refusal + (f"; {self.advice(chemistry)}" if self.advice else "")
@@ -203,13 +245,13 @@ class Basecaller:
             if check.warning is not None and (item.source, key) not in warned:
                 warned.add((item.source, key))
                 self.warn(f"{item.source}: reads {check.warning}")
-            yield item
+            yield resample_read(item, config.sample_rate) if check.resample else item
         yield from flush()
 
-    def _prepared(self, reads: Iterator[Read | ReadFailure]) -> Iterator[_Job | ReadFailure]:
+    def _prepared(self, reads: Iterator[Read | ReadFailure | Idle]) -> Iterator[_Job | ReadFailure | Idle]:
         config = self.config
         for item in self._checked(reads):
-            if isinstance(item, ReadFailure):
+            if isinstance(item, (ReadFailure, Idle)):
                 yield item
                 continue
             t0 = time.perf_counter()
@@ -220,12 +262,19 @@ class Basecaller:
             self.times.samples += item.num_samples
             yield _Job(item, plan, prepared.trimmed, prepared.shift, prepared.scale, chunks)
 
-    def _batches(self, jobs: Iterator[_Job | ReadFailure]) -> Iterator[_Batch]:
+    def _batches(self, jobs: Iterator[_Job | ReadFailure | Idle]) -> Iterator[_Batch]:
         size, chunksize = self.batch_size, self.chunksize
         data = np.zeros((size, 1, chunksize), np.float32)
         owners: list[tuple[_Job, int]] = []
         started: list[_Job | ReadFailure] = []
         for item in jobs:
+            if isinstance(item, Idle):  # send the part-filled batch now, then the marker behind it
+                if owners or started:
+                    yield _Batch(data, owners, started)
+                    data = np.zeros((size, 1, chunksize), np.float32)
+                    owners, started = [], []
+                yield _Batch(None, [], [], idle=True)
+                continue
             started.append(item)
             if isinstance(item, ReadFailure):
                 continue
@@ -305,6 +354,10 @@ class Basecaller:
                     finishing.append(head if isinstance(head, ReadFailure) else pool.submit(self._finish, head))
                 while finishing and (len(finishing) > 2 * workers or _ready(finishing[0])):
                     yield _result_of(finishing.popleft())
+                if batch.idle:  # every read before the marker had all its chunks back: finish them all
+                    while finishing:
+                        yield _result_of(finishing.popleft())
+                    yield IDLE
             for head in pending:  # only failures can remain once every batch is in
                 finishing.append(head if isinstance(head, ReadFailure) else pool.submit(self._finish, head))
             while finishing:
@@ -351,8 +404,9 @@ def auto_batch_size(device: str) -> int:
     return AUTO_BATCH_SIZE
 
 
-def _data_of(batch: _Batch) -> np.ndarray:
-    return batch.data
+def _data_of(batch: _Batch) -> np.ndarray | None:
+    """A batch's signal; None (a barrier, see Backend.stream) for a marker or a batch of failures only."""
+    return batch.data if batch.owners else None
 
 
 def batch_bytes(config: ModelConfig, chunksize: int, batch_size: int) -> int:
@@ -374,6 +428,21 @@ def _fit_memory(config: ModelConfig, chunksize: int, options: RunOptions) -> tup
     raise EdgecallError(
         f"--max-memory {options.max_memory / 1e9:g} GB is too small for this model at chunksize {chunksize} "
         f"(needs about {need:.2f} GB); raise it or lower --chunksize"
+    )
+
+
+def _check_overlap(config: ModelConfig, options: RunOptions, chunksize: int, overlap: int) -> None:
+    """A chunk must be longer than the overlap it shares with its neighbours; say which option to change."""
+    if overlap < chunksize:
+        return
+    if options.chunksize is None:  # the model's chunksize, so --overlap is what was given
+        raise UsageError(f"--overlap {overlap} is not shorter than the model's chunksize {chunksize}: use an --overlap below {chunksize}")
+    whose = "--overlap" if options.overlap is not None else f"model '{config.name}'"
+    smallest = (overlap // config.stride + 1) * config.stride
+    raise UsageError(
+        f"--chunksize {chunksize} is no longer than the {overlap}-sample overlap between chunks ({whose}): "
+        f"use --chunksize {smallest} or more, a multiple of the stride {config.stride} (the model's is {config.basecaller.chunksize})"
+        + ("" if options.overlap is not None else ", or a smaller --overlap")
     )
 
 

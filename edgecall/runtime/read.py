@@ -84,3 +84,18 @@ class CalledRead:
     shift: float = 0.0  # pA the normalisation subtracted (sm:f)
     scale: float = 1.0  # pA per normalised unit (sd:f)
     scaling: str = "none"  # the normalisation's name as Dorado's sv:Z writes it (med_mad, quantile, pa, none)
+
+
+class Idle:
+    """The input has nothing more for now (a watched folder waits for files).
+
+    It travels through the stages behind the reads before it; each stage passes
+    on what it holds (a part-filled batch, requests in flight, the output's
+    buffer), so reads reach the output without waiting for more input.
+    """
+
+    def __repr__(self) -> str:
+        return "IDLE"
+
+
+IDLE = Idle()

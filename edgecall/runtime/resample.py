@@ -101,4 +101,6 @@ def resample_read(read: Read, to_rate: int) -> Read:
     """The read at ``to_rate`` Hz: raw resampled as float32 DAC units (same offset and scale, so pA is kept)."""
     if read.sample_rate == to_rate:
         return read
-    return dataclasses.replace(read, raw=resample(read.raw, read.sample_rate, to_rate), sample_rate=int(to_rate))
+    start = int(resample_positions(np.array([read.start_sample]), read.sample_rate, to_rate)[0])
+    return dataclasses.replace(read, raw=resample(read.raw, read.sample_rate, to_rate), sample_rate=int(to_rate),
+                               start_sample=start)

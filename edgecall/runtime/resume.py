@@ -1,4 +1,4 @@
-"""Resume an interrupted run from its FASTQ output.
+"""Resume an interrupted run from its output (FASTQ, SAM or BAM).
 
 The complete records at the start of the old output are kept (a record cut off
 by a crash is dropped) and their read ids are skipped, so the new output is the
@@ -11,9 +11,12 @@ from __future__ import annotations
 import gzip
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import TYPE_CHECKING, BinaryIO, Callable
 
 from edgecall.errors import EdgecallError
+
+if TYPE_CHECKING:
+    from edgecall.runtime.bam import HtsScan
 
 BLOCK = 1 << 20
 
@@ -23,8 +26,41 @@ class ResumeState:
     path: Path  # the old output
     read_ids: frozenset[str]  # ids of its complete records
     records: int  # complete records
-    complete_bytes: int  # length (uncompressed) of its complete-record prefix
-    dropped_bytes: int  # trailing bytes of a cut-off record, left out
+    complete_bytes: int  # FASTQ: length (uncompressed) of its complete-record prefix
+    dropped_bytes: int  # FASTQ: trailing bytes of a cut-off record, left out
+    format: str = "fastq"  # fastq, bam or sam
+    hts: HtsScan | None = None  # SAM/BAM: its header and complete records
+
+    @property
+    def dropped(self) -> str:
+        """What was cut off at its end, for the resume message ('' when nothing)."""
+        if self.hts is not None:
+            return "a cut-off end" if self.hts.truncated else ""
+        return f"a cut-off record at its end ({self.dropped_bytes} bytes)" if self.dropped_bytes else ""
+
+
+def scan_output(path: Path) -> ResumeState:
+    """The complete records of an old output, FASTQ (plain or gzip), SAM or BAM (told apart by content)."""
+    if not path.is_file():
+        raise EdgecallError(f"{path}: no such file to resume from")
+    kind = _sniff(path)
+    if kind == "fastq":
+        return scan_fastq(path)
+    from edgecall.runtime.bam import scan_hts
+
+    scan = scan_hts(path)
+    return ResumeState(path, scan.read_ids, scan.records, 0, 0, kind, scan)
+
+
+def _sniff(path: Path) -> str:
+    try:
+        with _open(path) as fh:
+            head = fh.read(4)
+    except (OSError, EOFError):
+        return "fastq"  # scan_fastq says what is wrong with it
+    if head == b"BAM\x01":
+        return "bam"
+    return "sam" if head[:1] == b"@" and head[1:3] in (b"HD", b"SQ", b"RG", b"PG", b"CO") and head[3:4] == b"\t" else "fastq"
 
 
 def _open(path: Path) -> BinaryIO:

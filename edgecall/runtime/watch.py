@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+from edgecall.runtime.read import IDLE, Idle
 from edgecall.runtime.readers import SUFFIXES
 
 
@@ -48,16 +49,19 @@ def watch_folder(
     give_up_seconds: float = 60.0,
     already: set[Path] | None = None,
     stop: Callable[[], bool] = lambda: False,
-) -> Iterator[Path]:
+) -> Iterator[Path | Idle]:
     """Yield complete input files of ``folder`` (those present first), then new ones as they finish.
 
-    Stops after ``idle_seconds`` without a new complete file (never when None),
-    or when ``stop()`` says so.
+    Once no complete file is waiting, :data:`IDLE` follows the files yielded
+    before it, so the reads already in the pipeline are finished and written
+    now rather than when the next file comes. Stops after ``idle_seconds``
+    without a new complete file (never when None), or when ``stop()`` says so.
     """
     seen: set[Path] = set(p.resolve() for p in (already or set()))
     looks: dict[Path, tuple[int, int, float]] = {}  # path -> (size, mtime_ns, first seen unchanged)
     last_new = time.monotonic()
     announced = False
+    owe_idle = True  # files given before the watch (or yielded since the last IDLE) are not flushed yet
     while not stop():
         found = False
         for path in _candidates(folder, recursive):
@@ -78,10 +82,14 @@ def watch_folder(
                 looks.pop(key, None)
                 found = True
                 last_new = time.monotonic()
+                owe_idle = True
                 yield path
         if idle_seconds is not None and time.monotonic() - last_new >= idle_seconds:
             return
         if not found:
+            if owe_idle and not stop():
+                owe_idle = False
+                yield IDLE
             if not announced:
                 sys.stderr.write(f"edgecall: watching {folder} for new files" +
                                  (f" (stopping after {idle_seconds:g} s without one)" if idle_seconds is not None else " (Ctrl-C to stop)") + "\n")

@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 import numpy as np
 
 from edgecall.devices import resolve_device
+from edgecall.devices.precision import REDUCED, native_precisions, why_not_native
 from edgecall.errors import EdgecallError
 from edgecall.package import ModelPackage
 
@@ -21,10 +22,13 @@ from edgecall.package import ModelPackage
 T = TypeVar("T")
 
 
-def sequential_stream(backend: "Backend", items: Iterable[T], data_of: Callable[[T], np.ndarray]) -> Iterator[tuple[T, np.ndarray]]:
+def sequential_stream(
+    backend: "Backend", items: Iterable[T], data_of: Callable[[T], np.ndarray | None]
+) -> Iterator[tuple[T, np.ndarray | None]]:
     """One batch at a time: the stream of backends without asynchronous requests."""
     for item in items:
-        yield item, backend(data_of(item))
+        data = data_of(item)
+        yield item, None if data is None else backend(data)
 
 
 def chunk_major(scores: np.ndarray) -> np.ndarray:
@@ -46,15 +50,17 @@ class Backend(Protocol):
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
-    def stream(self, items: Iterable[T], data_of: Callable[[T], np.ndarray]) -> Iterator[tuple[T, np.ndarray]]:
+    def stream(self, items: Iterable[T], data_of: Callable[[T], np.ndarray | None]) -> Iterator[tuple[T, np.ndarray | None]]:
         """(item, scores) for each item in order; backends that can keep several batches
-        in flight do so here."""
+        in flight do so here. An item without data is a barrier: every item before it
+        comes out before it does (with None scores), so nothing waits in flight for
+        input that is not coming yet. Closing the stream waits for the requests in flight."""
         ...
 
     def close(self) -> None: ...
 
 
-PRECISIONS = ("f32", "int8")
+PRECISIONS = ("f32", "int8", "bf16", "f16")
 
 
 def open_backend(
@@ -75,9 +81,33 @@ def open_backend(
                 f"{package.path}: has no int8 model; make one with 'edgecall compile CHECKPOINT --int8' "
                 "(needs the export extra)"
             )
-    backend = _open(package, found, batch_size=batch_size, chunksize=chunksize, threads=threads, ir_name=ir_name)
+    reduced = "f32"
+    if precision in REDUCED:
+        check_reduced_precision(package, found, precision)
+        reduced = precision
+    backend = _open(package, found, batch_size=batch_size, chunksize=chunksize, threads=threads, ir_name=ir_name,
+                    inference_precision=reduced)
     check_output_width(package, backend.output_width)
     return backend
+
+
+def check_reduced_precision(package: ModelPackage, found, precision: str) -> None:  # noqa: ANN001 - Device
+    """bf16/f16 only on the OpenVINO CPU, only where native, only for a package whose check passed."""
+    if found.backend != "openvino" or found.target != "CPU":
+        raise EdgecallError(f"--precision {precision} runs on the OpenVINO CPU device only, not '{found.spec}'")
+    if precision not in native_precisions():
+        raise EdgecallError(f"--precision {precision}: {why_not_native(precision)}")
+    check = package.provenance.get("precision_checks", {}).get(precision)
+    if not check:
+        raise EdgecallError(
+            f"{package.path}: its {precision} calls were never checked against its f32 calls; run "
+            f"'edgecall compile ... --check-precision {precision}' (export extra) or use --precision f32"
+        )
+    if not check.get("passed"):
+        raise EdgecallError(
+            f"{package.path}: its {precision} calls agree with its f32 calls on only {check['agreement']:.2%} of bases "
+            f"(needs {check['min_agreement']:.1%}): {precision} is refused for this model; use --precision f32"
+        )
 
 
 def check_output_width(package: ModelPackage, width: int | None) -> None:
@@ -91,13 +121,15 @@ def check_output_width(package: ModelPackage, width: int | None) -> None:
 
 
 def _open(
-    package: ModelPackage, found, *, batch_size: int, chunksize: int, threads: int | None, ir_name: str | None  # noqa: ANN001
+    package: ModelPackage, found, *, batch_size: int, chunksize: int, threads: int | None, ir_name: str | None,  # noqa: ANN001
+    inference_precision: str = "f32",
 ) -> Backend:
     if found.backend == "openvino":
         from edgecall.runtime.backends.openvino import OpenVinoBackend
 
         return OpenVinoBackend(
-            package, found.target, batch_size=batch_size, chunksize=chunksize, threads=threads, ir_name=ir_name
+            package, found.target, batch_size=batch_size, chunksize=chunksize, threads=threads, ir_name=ir_name,
+            inference_precision=inference_precision,
         )
     if found.backend == "onnxruntime":
         from edgecall.runtime.backends.onnxruntime import OrtBackend

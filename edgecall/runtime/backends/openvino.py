@@ -13,13 +13,15 @@ from edgecall.runtime.backends import chunk_major
 
 
 T = TypeVar("T")
+VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO")  # OpenVINO devices that run on others, the CPU among them
 
 
 class OpenVinoBackend:
     def __init__(
         self, package: ModelPackage, target: str, *, batch_size: int, chunksize: int, threads: int | None,
-        ir_name: str | None = None,
+        ir_name: str | None = None, inference_precision: str = "f32",
     ) -> None:
+        """``inference_precision``: f32, or bf16/f16 where the CPU computes them natively (open_backend checks)."""
         import openvino as ov
         import openvino.properties as props
         import openvino.properties.hint as hints
@@ -35,11 +37,16 @@ class OpenVinoBackend:
         except RuntimeError as exc:
             raise EdgecallError(f"{source}: OpenVINO could not read the model ({_first_line(exc)})") from None
         config: dict = {hints.performance_mode: hints.PerformanceMode.THROUGHPUT if batch_size >= 8 else hints.PerformanceMode.LATENCY}
+        # f32 unless bf16/f16 is asked for (open_backend offers it only where native and checked): OpenVINO
+        # may pick bf16 where it is emulated, which ran 12-32x slower here, and bf16 calls differ from f32 ones;
+        # AUTO (or MULTI/HETERO) passes these on to the CPU it may pick
+        cpu: dict = {hints.inference_precision: getattr(ov.Type, inference_precision)}
+        if threads:
+            cpu[props.inference_num_threads] = int(threads)
         if target == "CPU":
-            # f32 explicitly: OpenVINO may pick bf16 where it is emulated, which ran 12-32x slower here
-            config[hints.inference_precision] = ov.Type.f32
-            if threads:
-                config[props.inference_num_threads] = int(threads)
+            config.update(cpu)
+        elif target.split(":")[0] in VIRTUAL_DEVICES:
+            config[props.device.properties] = {"CPU": cpu}
         try:
             self._compiled = core.compile_model(model, target, config)
         except RuntimeError as exc:
@@ -56,20 +63,30 @@ class OpenVinoBackend:
         self._request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
         return chunk_major(self._request.get_output_tensor(0).data)
 
-    def stream(self, items: Iterable[T], data_of: Callable[[T], np.ndarray]) -> Iterator[tuple[T, np.ndarray]]:
+    def stream(self, items: Iterable[T], data_of: Callable[[T], np.ndarray | None]) -> Iterator[tuple[T, np.ndarray | None]]:
         """Infer many batches with several requests in flight (OpenVINO's throughput streams),
-        yielding (item, scores) in input order."""
+        yielding (item, scores) in input order; an item without data drains them (see Backend.stream)."""
         requests = [self._compiled.create_infer_request() for _ in range(self.parallel_requests)]
         free = deque(requests)
         inflight: deque = deque()
-        for item in items:
-            if not free:
+        try:
+            for item in items:
+                data = data_of(item)
+                if data is None:
+                    while inflight:
+                        yield self._finish(inflight, free)
+                    yield item, None
+                    continue
+                if not free:
+                    yield self._finish(inflight, free)
+                request = free.popleft()
+                request.start_async({0: np.ascontiguousarray(data, dtype=np.float32)})
+                inflight.append((request, item))
+            while inflight:
                 yield self._finish(inflight, free)
-            request = free.popleft()
-            request.start_async({0: np.ascontiguousarray(data_of(item), dtype=np.float32)})
-            inflight.append((request, item))
-        while inflight:
-            yield self._finish(inflight, free)
+        finally:  # closed early: the requests must end before the model they run on is released
+            for request, _ in inflight:
+                request.wait()
 
     @staticmethod
     def _finish(inflight: deque, free: deque) -> tuple:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from edgecall.errors import EdgecallError
-from edgecall.runtime.read import Read, ReadFailure
+from edgecall.runtime.read import Idle, Read, ReadFailure, RunInfo
 
 SUFFIXES = (".pod5", ".fast5")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -52,16 +52,21 @@ def find_inputs(paths: Sequence[Path], recursive: bool = False) -> list[Path]:
 
 
 def iter_reads(
-    paths: Iterable[Path], *, read_ids: Collection[str] | None = None, skip_ids: Collection[str] | None = None
-) -> Iterator[Read | ReadFailure]:
+    paths: Iterable[Path | Idle], *, read_ids: Collection[str] | None = None, skip_ids: Collection[str] | None = None
+) -> Iterator[Read | ReadFailure | Idle]:
     """Stream the reads of ``paths`` in order; with ``read_ids``, only those reads;
     reads in ``skip_ids`` (e.g. already called, when resuming) are passed over
-    before their signal is loaded. ``paths`` may be a lazy iterator (watch mode).
+    before their signal is loaded. ``paths`` may be a lazy iterator (watch mode)
+    whose :class:`Idle` markers are passed on in place.
 
     Memory stays flat: one read's signal is held at a time (plus whatever the
     format library maps). Unknown suffixes and missing files yield a failure.
     """
-    for path in map(Path, paths):
+    for entry in paths:
+        if isinstance(entry, Idle):
+            yield entry
+            continue
+        path = Path(entry)
         suffix = path.suffix.lower()
         if not path.is_file():
             yield ReadFailure(path, "no such file")
@@ -77,6 +82,48 @@ def iter_reads(
             yield from reader(path, read_ids, skip_ids)
         except Exception as exc:  # last resort: a reader bug or an unforeseen library error
             yield ReadFailure(path, "reading stopped: " + describe(exc))
+
+
+def count_reads(paths: Iterable[Path]) -> int | None:
+    """Reads in ``paths`` when every file says (pod5 stores its count); None when any cannot (fast5, unreadable)."""
+    total = 0
+    for path in map(Path, paths):
+        if path.suffix.lower() != ".pod5":
+            return None
+        from edgecall.runtime.readers.pod5 import pod5_read_count
+
+        count = pod5_read_count(path)
+        if count is None:
+            return None
+        total += count
+    return total
+
+
+def run_infos(paths: Iterable[Path]) -> dict[str, RunInfo]:
+    """run id -> its header facts, over the runs of ``paths``: a BAM header is written before the first read.
+
+    pod5 files list their runs; a fast5 file is taken to hold one run, that of
+    its first read (read in the isolated helper process, as calling does).
+    Files that cannot be read add nothing here and fail when called.
+    """
+    runs: dict[str, RunInfo] = {}
+    for path in map(Path, paths):
+        suffix = path.suffix.lower()
+        if not path.is_file():
+            continue
+        if suffix == ".pod5":
+            from edgecall.runtime.readers.pod5 import pod5_runs
+
+            for run_id, run in pod5_runs(path).items():
+                runs.setdefault(run_id, run)
+        elif suffix == ".fast5":
+            from edgecall.runtime.readers.isolated import iter_fast5_isolated
+
+            for item in iter_fast5_isolated(path):
+                if isinstance(item, Read):
+                    runs.setdefault(item.run_id, item.run)
+                    break
+    return runs
 
 
 # ---- helpers shared by the format modules ---------------------------------

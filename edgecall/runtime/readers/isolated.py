@@ -5,6 +5,8 @@ file spun inside H5HG__cache_heap_deserialize for minutes) and a native crash
 would take the whole run down. Neither can be interrupted inside one process,
 so each fast5 file is read by a child forked from a clean forkserver; a child
 that yields nothing for ``stall_seconds`` is killed and the file is reported.
+The server and its children die with the run, even a killed one (see
+edgecall.runtime.parent_death), and leave Ctrl-C to the run.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import signal
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
@@ -27,12 +30,17 @@ def _ctx() -> mp.context.BaseContext:
     global _context
     if _context is None:
         _context = mp.get_context("forkserver")
-        _context.set_forkserver_preload(["edgecall.runtime.readers.fast5"])
+        _context.set_forkserver_preload(["edgecall.runtime.readers.forkserver_init"])
     return _context
 
 
 def _work(path: Path, read_ids: Collection[str] | None, skip_ids: Collection[str] | None, out: mp.Queue) -> None:
+    from edgecall.runtime.parent_death import die_with_parent
     from edgecall.runtime.readers.fast5 import iter_fast5
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's: it finishes what this child reads
+    owner = mp.parent_process()  # its sentinel closes when the run that asked for this child is gone
+    die_with_parent(owner.sentinel if owner is not None else None)
 
     for item in iter_fast5(path, read_ids, skip_ids):
         out.put(item)

@@ -59,6 +59,33 @@ def iter_pod5(
             yield _read(record, path)
 
 
+def pod5_read_count(path: Path) -> int | None:
+    """The reads one pod5 file holds, from its read table (no signal touched); None if it cannot be read."""
+    try:
+        with pod5.Reader(path) as reader:
+            _validate(reader)
+            return int(reader.num_reads)
+    except Exception:
+        return None
+
+
+def pod5_runs(path: Path) -> dict[str, RunInfo]:
+    """run id -> header facts of the runs in one pod5 file; {} for a file that cannot be read (its reads fail later)."""
+    runs: dict[str, RunInfo] = {}
+    try:
+        with pod5.Reader(path) as reader:
+            _validate(reader)
+            table = reader.run_info_table
+            wanted = sum(table.get_batch(i).num_rows for i in range(table.num_record_batches))
+            for record in reader.reads():  # run info rows are reached through reads; usually the first covers them
+                runs.setdefault(str(record.run_info.acquisition_id), run_info_of(record.run_info))
+                if len(runs) >= wanted:
+                    break
+    except Exception:
+        return runs
+    return runs
+
+
 def _validate(reader: pod5.Reader) -> None:
     """Check every Arrow batch's offsets, lengths and dictionary indices (pyarrow's full validation).
 
