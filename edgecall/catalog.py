@@ -70,12 +70,17 @@ def _describe(path: Path, bundled: bool) -> InstalledModel | None:
 
 
 def ont_folder_config(path: Path) -> ModelConfig:
-    """An ONT folder's config with the chemistry and tier its name carries (as the checkpoint reader sets)."""
-    config = ModelConfig.from_toml(read_toml(path / CONFIG_NAME), str(path / CONFIG_NAME))
+    """An ONT folder's config, named after the folder (see :func:`with_folder_identity`)."""
+    return with_folder_identity(path, ModelConfig.from_toml(read_toml(path / CONFIG_NAME), str(path / CONFIG_NAME)))
+
+
+def with_folder_identity(path: Path, config: ModelConfig) -> ModelConfig:
+    """Name, chemistry and tier from the ONT folder name; else a config that names no chemistry but
+    runs at 5 kHz is R10.4.1 (only R10.4.1 runs at 5 kHz)."""
     parsed = parse_model_name(path.name)
     if parsed is not None:
         return config.replace(name=path.name, chemistry=parsed.chemistry, tier=parsed.tier)
-    if config.sample_rate == 5000:
+    if config.chemistry == ModelConfig().chemistry and config.sample_rate == 5000:
         return config.replace(name=path.name, chemistry="dna_r10.4.1_e8.2_400bps")
     return config.replace(name=path.name)
 
@@ -88,6 +93,11 @@ def installed_models(directory: Path | None = None) -> list[InstalledModel]:
             if model is not None:
                 found.append(model)
     return found
+
+
+def fitting_models(run: RunChemistry, directory: Path | None) -> list[InstalledModel]:
+    """The installed models that may call ``run``'s reads (same pore, its rate or one it resamples from)."""
+    return [m for m in installed_models(directory) if _fits(m, run)]
 
 
 def _fits(model: InstalledModel, run: RunChemistry) -> bool:

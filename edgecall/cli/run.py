@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Optional
 import typer
 
 from edgecall import catalog
-from edgecall.chemistry import LABELS, RunChemistry, pore
+from edgecall.chemistry import LABELS, RunChemistry
 from edgecall.cli.exits import Interrupted, OutputClosed, finish_on_interrupt, signal_name
 from edgecall.errors import EdgecallError
 from edgecall.package import load_package
@@ -205,9 +205,7 @@ def _choose_model(model: str | None, models_dir: Path | None, files: list[Path])
 
 def _advice(chemistry: RunChemistry, directory: Path | None) -> str:
     """What a refused file's line adds: the installed models that would call it, or how to get one."""
-    fitting = [m.name for m in catalog.installed_models(directory)
-               if chemistry.pore is not None and pore(m.config.chemistry) == chemistry.pore
-               and chemistry.sample_rate in (m.config.sample_rate, *m.config.resample_from)]
+    fitting = [m.name for m in catalog.fitting_models(chemistry, directory)] if chemistry.pore is not None else []
     label = LABELS.get(chemistry.pore or "", "these")
     if fitting:
         return f"installed {label} models: {', '.join(fitting)} (--model NAME, or leave --model out)"

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from edgecall.chemistry import parse_model_name
+from edgecall.catalog import with_folder_identity
 from edgecall.config import ModelConfig, read_toml, rnn_encoder_config
 from edgecall.errors import EdgecallError
 from edgecall.layers import Clamp, Convolution, CRFHead, Linear, Recurrent, recurrent_indices
@@ -242,7 +242,7 @@ def load_model_folder(path: Path) -> LoadedCheckpoint:
             f"{path}: not a model folder (a Bonito folder has config.toml and weights_N.tar; "
             "a Dorado folder has config.toml and *.tensor files)"
         )
-    config = _folder_config(path, ModelConfig.from_toml(read_toml(config_file), str(config_file)))
+    config = with_folder_identity(path, ModelConfig.from_toml(read_toml(config_file), str(config_file)))
     if weights:
         state = _torch_load(weights[-1])
         if not isinstance(state, dict):
@@ -273,16 +273,6 @@ def _dorado_names(config: ModelConfig, tensors: dict[str, torch.Tensor]) -> dict
         index, _, rest = key.partition(".")
         out[f"encoder.{position.get(index, index)}.{rest}"] = value
     return out
-
-
-def _folder_config(path: Path, config: ModelConfig) -> ModelConfig:
-    """Name, chemistry and tier from the ONT folder name; else the sample rate tells R10.4.1."""
-    parsed = parse_model_name(path.name)
-    if parsed is not None:
-        return config.replace(name=path.name, chemistry=parsed.chemistry, tier=parsed.tier)
-    if config.chemistry == ModelConfig().chemistry and config.sample_rate == 5000:
-        return config.replace(name=path.name, chemistry="dna_r10.4.1_e8.2_400bps")
-    return config.replace(name=path.name)
 
 
 def _from_edgecall(path: Path, obj: dict[str, Any]) -> LoadedCheckpoint:
