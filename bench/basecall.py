@@ -136,9 +136,9 @@ def main() -> None:
     if args.decode:
         options = dataclasses.replace(options, decode_mode=args.decode)
     reference = args.reference if args.reference and args.reference.is_file() else None
-    from nn_speed import cpu_model
+    from edgecall.devices.precision import cpu_description
 
-    print(f"# CPU: {cpu_model()}")
+    print(f"# CPU: {cpu_description()}")
     print(f"# {os.cpu_count()} CPUs; reads: {' '.join(map(str, args.reads))}; device {args.device}")
     header = f"{'model':<22} {'backend':<14} {'batch':>5} {'reads':>5} {'Msamples/s':>10}  " \
              f"{'read':>5} {'norm':>5} {'infer':>5} {'decode':>6} {'write':>5}  (busy share)  decode CPU  identity"

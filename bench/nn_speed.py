@@ -24,30 +24,10 @@ from typing import Callable
 
 import numpy as np
 
+
 ENGINES = ("torch", "ort", "ov-latency", "ov-throughput")
 EXTRA_ENGINES = ("torch-1t",)  # PyTorch eager on one thread: shows that its collapse is thread synchronisation
 Runner = Callable[[list[np.ndarray], float], tuple[int, float]]  # (batches, min_time) -> (calls, seconds)
-
-
-REPORTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16", "amx_int8")
-
-
-def cpu_model() -> str:
-    """'model name (flags that matter to the engines)' from /proc/cpuinfo: every figure names its CPU."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        import platform
-
-        return platform.processor() or platform.machine()
-    name = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
-    have = set(flags.group(1).split()) if flags else set()
-    shown = [f for f in REPORTED_FLAGS if f in have]
-    family = re.search(r"^cpu family\s*:\s*(\d+)$", text, re.M)
-    model = re.search(r"^model\s*:\s*(\d+)$", text, re.M)
-    ident = f", family {family.group(1)} model {model.group(1)}" if family and model else ""
-    return f"{name.group(1).strip() if name else 'unknown CPU'}{ident} ({', '.join(shown) or 'no AVX2'})"
 
 
 def cpu_threads() -> int:

@@ -13,7 +13,6 @@ and writing, after the model and index are loaded) and the process's wall time.
 from __future__ import annotations
 
 import argparse
-import platform
 import re
 import statistics
 import subprocess
@@ -22,18 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgecall.devices.precision import cpu_description
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "accuracy" / "lambda_r941"
 RATE = re.compile(r"= ([0-9.]+) M samples/s")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run(args: list[str]) -> tuple[float, float]:
@@ -64,7 +55,7 @@ def main() -> None:
         for _ in range(args.repeat):
             for name, extra in variants.items():
                 results[name].append(run([*model, *extra, str(args.reads)]))
-    print(f"CPU: {cpu_model()} ({__import__('os').cpu_count()} logical CPUs); reads: {args.reads.name}; "
+    print(f"CPU: {cpu_description()} ({__import__('os').cpu_count()} logical CPUs); reads: {args.reads.name}; "
           f"model: {args.model or 'default'}; {args.repeat} rounds, variants in turns")
     print("| output | M samples/s (median) | runs | process wall s (median) |")
     print("| --- | ---: | --- | ---: |")

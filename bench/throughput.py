@@ -40,7 +40,9 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from engine_pool import interleaved_sweep  # noqa: E402
-from nn_speed import ENGINES, EXTRA_ENGINES, cpu_model, cpu_peak, cpu_threads, peak_rss_mib  # noqa: E402
+from nn_speed import ENGINES, EXTRA_ENGINES, cpu_peak, cpu_threads, peak_rss_mib  # noqa: E402
+
+from edgecall.devices.precision import cpu_description  # noqa: E402
 
 SHARED = BENCH.parents[1] / "shared" / "data"
 PAPER_SIZES = {  # BCB'24 Table 1, hidden sizes after shrinking
@@ -212,7 +214,7 @@ def main() -> None:
         return worker(json.loads(args.worker))
 
     peak = cpu_peak()
-    print(f"# CPU: {cpu_model()}")
+    print(f"# CPU: {cpu_description()}")
     print(f"# {cpu_threads()} cores; {peak.assumption()}")
     print(f"# reads: {' '.join(map(str, args.reads))}; {args.chunks}-chunk pool; per batch, engines take turns "
           f"{args.rounds}x, >= {args.min_time:g} s each, best round kept")

@@ -10,6 +10,7 @@ precision were checked against its f32 calls (``edgecall compile --check-precisi
 from __future__ import annotations
 
 import platform
+import re
 from pathlib import Path
 
 NATIVE_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "f16": ("avx512_fp16", "amx_fp16")}
@@ -36,6 +37,22 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+REPORTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16", "amx_int8")
+
+
+def cpu_description() -> str:
+    """'model name, family F model M (flags that matter to the engines)': every bench figure names its CPU."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    family = re.search(r"^cpu family\s*:\s*(\d+)$", text, re.M)
+    model = re.search(r"^model\s*:\s*(\d+)$", text, re.M)
+    ident = f", family {family.group(1)} model {model.group(1)}" if family and model else ""
+    shown = [f for f in REPORTED_FLAGS if f in cpu_flags()]
+    return f"{cpu_name()}{ident} ({', '.join(shown) or 'no AVX2'})"
 
 
 def native_precisions(flags: frozenset[str] | None = None) -> tuple[str, ...]:
