@@ -105,9 +105,10 @@ def test_a_wrong_chemistry_model_writes_nothing_and_says_why_in_two_lines(shared
     lines = run.stderr.strip().splitlines()
     assert len(lines) <= 2
     assert f"{reads}: 14 reads are R10.4.1 (FLO-PRO114M, SQK-LSK114) at 4 kHz; model edgecall-r941-v2 is R9.4.1" in lines[0]
-    nothing = edgecall_run(str(reads))  # no --model: no installed model fits, and the line says how to get one
+    rna = shared_data / "pod5" / "dorado" / "rna004_130bps" / "rna004_130bps-FLO_PRO004RA-SQK_RNA004-4000.pod5"
+    nothing = edgecall_run(str(rna))  # no --model: no installed model fits, and the line says how to get one
     assert nothing.returncode == 1 and nothing.stdout == "" and len(nothing.stderr.strip().splitlines()) == 1
-    assert "no installed model calls R10.4.1" in nothing.stderr and "dorado download --model dna_r10.4.1" in nothing.stderr
+    assert "no installed model calls RNA004" in nothing.stderr and "dorado download --model rna004_130bps" in nothing.stderr
 
 
 @pytest.fixture(scope="module")

@@ -83,3 +83,41 @@ def test_bundled_models_are_sparse_trained_crf_packages_with_a_card(name: str) -
     card = (package.path / "MODEL_CARD.md").read_text()
     for needed in ("median identity", "edgecall train", "edgecall compile", "Lambda_phage.fna", "FLOPs", name):
         assert needed in card
+
+
+R10_MODEL = "edgecall-r1041-v1"  # the bundled R10.4.1 model: 5 kHz, calls 4 kHz reads after resampling
+R10_DEV_IDENTITY = 0.70  # a margin below the model card's 0.736 on these 14 dev reads
+
+
+def test_r10_dev_reads_get_the_bundled_r10_model_without_model(shared_data: Path) -> None:
+    """The issue's check, as a user types it: `edgecall run can_reads.pod5`, no --model, 4 kHz reads resampled."""
+    mappy = pytest.importorskip("mappy")
+    reads = shared_data / "pod5" / "remora" / "can_reads.pod5"
+    result = subprocess.run([sys.executable, "-m", "edgecall", "run", str(reads)], capture_output=True, text=True,
+                            timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert f"model {R10_MODEL} (R10.4.1, 5 kHz) for reads that are R10.4.1 (FLO-PRO114M, SQK-LSK114) at 4 kHz" in result.stderr
+    calls = parse(result.stdout)
+    assert len(calls) == 14 and all(r.tags["RG"].endswith(f"_{R10_MODEL}") for r in calls)
+    aligner = mappy.Aligner(str(shared_data / "pod5" / "remora" / "can_reads_ref_segments.fa"), preset="map-ont")
+    identities = []
+    for record in calls:
+        hits = [h for h in aligner.map(record.sequence) if h.is_primary]
+        if hits:
+            best = max(hits, key=lambda h: h.mlen)
+            identities.append(best.mlen / best.blen)
+    assert len(identities) >= 12 and statistics.median(identities) >= R10_DEV_IDENTITY
+
+
+def test_the_bundled_r10_model_is_a_sparse_5khz_package_with_a_card() -> None:
+    package = load_package(R10_MODEL)
+    config = package.config
+    assert (config.chemistry, config.sample_rate, config.resample_from) == ("dna_r10.4.1_e8.2_400bps", 5000, (4000,))
+    provenance = json.loads((package.path / "provenance.json").read_text())
+    assert provenance["source_kind"] == "edgecall"
+    assert provenance["lstm_flops_per_sample_after"] * 5 <= 1_966_080  # <= 1/5 of dense HAC (384 x 5) at stride 6
+    kept, original = provenance["neurons_kept"], provenance["neurons_original"]
+    assert list(config.encoder.hidden_sizes) == kept and sum(kept) < sum(original)
+    card = (package.path / "MODEL_CARD.md").read_text()
+    for needed in ("median identity", "edgecall train", "can_reads", "FLOPs", "resample", R10_MODEL):
+        assert needed in card
