@@ -28,7 +28,7 @@ from edgecall.config import ModelConfig, validate_chunking
 from edgecall.errors import EdgecallError, UsageError
 from edgecall.package import ModelPackage
 from edgecall.runtime.background import Stages
-from edgecall.runtime.backends import Backend, open_backend
+from edgecall.runtime.backends import Backend, ScoreBuffers, open_backend
 from edgecall.runtime.chunk import ChunkPlan, cut, plan_chunks
 from edgecall.runtime.decode import crf, ctc
 from edgecall.runtime.read import IDLE, CalledRead, DecodedChunk, Idle, Read, ReadFailure
@@ -134,6 +134,7 @@ class Basecaller:
         self.times = StageTimes()
         self._times_lock = threading.Lock()  # finishing threads add to times.decode
         self._stop_reading = threading.Event()
+        self._recycled = ScoreBuffers()
         self._runs: list[tuple[Iterator, Stages]] = []  # runs started, so close() can stop them
 
     @property
@@ -299,7 +300,7 @@ class Basecaller:
                 yield batch
                 clock["last"] = time.perf_counter()
 
-        for batch, scores in self.backend.stream(timed(batches), _data_of):
+        for batch, scores in self.backend.stream(timed(batches), _data_of, self._recycled):
             now = time.perf_counter()
             if batch.owners:
                 batch.scores = scores
@@ -328,7 +329,8 @@ class Basecaller:
                         cpu_seconds=cpu, pool=pool,
                     )
                     self.times.decode_cpu += sum(cpu)
-                else:
+                    self._recycled.give(batch.scores)  # the decoded chunks hold no view of it
+                else:  # these results are views of the scores: not recycled
                     batch.results = [np.ascontiguousarray(filled[:, i]) for i in range(len(batch.owners))]
                 self.times.decode += time.perf_counter() - t0
                 batch.scores = None

@@ -2,13 +2,14 @@
 
 ``scores = backend(batch)``: batch (N, 1, T) float32 normalised signal with
 N == backend.batch_size and T == backend.chunksize; scores (T/stride, N, C)
-float32, any strides: a backend that copies its output anyway may lay it out
-chunk by chunk (see :func:`chunk_major`). All session setup (threads, static
+float32, any strides: a backend may lay them out chunk by chunk (each chunk's
+(T, C) block contiguous, as :func:`chunk_major` does), which the decoder reads fastest. All session setup (threads, static
 shapes, precision) happens once in :func:`open_backend`.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 
 import numpy as np
@@ -25,7 +26,8 @@ T = TypeVar("T")
 def sequential_stream(
     backend: "Backend", items: Iterable[T], data_of: Callable[[T], np.ndarray | None]
 ) -> Iterator[tuple[T, np.ndarray | None]]:
-    """One batch at a time: the stream of backends without asynchronous requests."""
+    """One batch at a time: the stream of backends without asynchronous requests (their
+    outputs are the runtime's own arrays, so there is nothing to recycle)."""
     for item in items:
         data = data_of(item)
         yield item, None if data is None else backend(data)
@@ -42,6 +44,40 @@ def chunk_major(scores: np.ndarray) -> np.ndarray:
     return out.transpose(1, 0, 2)
 
 
+class ScoreBuffers:
+    """Chunk-major score arrays handed back once decoded, for a later batch's inference to write into.
+
+    Why: a batch's scores are tens of MB (chunks x frames x 1,024 float32). A fresh
+    array of that size is fresh memory from the kernel, whose page faults and
+    zeroing every batch paid again; copying the network's output into it cost 12%
+    of the default model's inference time on a 2-core Zen 3 (bench/RESULTS.md,
+    issue 19). The pipeline bounds how many batches are in flight, so a few
+    buffers serve a whole run.
+    """
+
+    def __init__(self, keep: int = 6) -> None:
+        self.keep = keep
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def take(self, chunks: int, frames: int, width: int) -> np.ndarray:
+        """A contiguous (chunks, frames, width) float32 array: a handed-back one if it fits, else new."""
+        shape = (chunks, frames, width)
+        with self._lock:
+            for i, array in enumerate(self._free):
+                if array.shape == shape:
+                    return self._free.pop(i)
+        return np.empty(shape, np.float32)
+
+    def give(self, scores: np.ndarray) -> None:
+        """(T, N, C) ``scores`` that nobody reads any more: kept if chunk-major (see :meth:`take`)."""
+        whole = scores.transpose(1, 0, 2)
+        if whole.flags.c_contiguous and whole.dtype == np.float32:
+            with self._lock:
+                if len(self._free) < self.keep:
+                    self._free.append(whole)
+
+
 class Backend(Protocol):
     name: str  # e.g. "openvino:CPU", "onnxruntime:CPUExecutionProvider", "torch:cpu"
     output_width: int | None  # C, values per output frame, when the runtime can tell
@@ -50,11 +86,14 @@ class Backend(Protocol):
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
-    def stream(self, items: Iterable[T], data_of: Callable[[T], np.ndarray | None]) -> Iterator[tuple[T, np.ndarray | None]]:
+    def stream(self, items: Iterable[T], data_of: Callable[[T], np.ndarray | None],
+               recycled: ScoreBuffers | None = None) -> Iterator[tuple[T, np.ndarray | None]]:
         """(item, scores) for each item in order; backends that can keep several batches
         in flight do so here. An item without data is a barrier: every item before it
         comes out before it does (with None scores), so nothing waits in flight for
-        input that is not coming yet. Closing the stream waits for the requests in flight."""
+        input that is not coming yet. Closing the stream waits for the requests in flight.
+        ``recycled``: where the caller hands scores back once decoded; a backend that
+        can write its output into memory of the caller's takes it from there."""
         ...
 
     def close(self) -> None: ...

@@ -31,7 +31,7 @@ class OrtBackend:
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
-    def stream(self, items, data_of):  # noqa: ANN001, ANN201 - see Backend.stream
+    def stream(self, items, data_of, recycled=None):  # noqa: ANN001, ANN201 - see Backend.stream
         from edgecall.runtime.backends import sequential_stream
 
         return sequential_stream(self, items, data_of)

@@ -9,7 +9,7 @@ import numpy as np
 
 from edgecall.errors import EdgecallError
 from edgecall.package import ModelPackage
-from edgecall.runtime.backends import chunk_major
+from edgecall.runtime.backends import ScoreBuffers
 
 
 T = TypeVar("T")
@@ -34,6 +34,7 @@ class OpenVinoBackend:
         try:
             model = core.read_model(str(source))
             model.reshape({model.inputs[0].get_any_name(): ov.PartialShape([batch_size, 1, chunksize])})
+            model = _chunk_major_output(ov, model)
         except RuntimeError as exc:
             raise EdgecallError(f"{source}: OpenVINO could not read the model ({_first_line(exc)})") from None
         config: dict = {hints.performance_mode: hints.PerformanceMode.THROUGHPUT if batch_size >= 8 else hints.PerformanceMode.LATENCY}
@@ -58,12 +59,14 @@ class OpenVinoBackend:
             self.parallel_requests = 1
         shape = self._compiled.output(0).get_partial_shape()
         self.output_width = shape[2].get_length() if shape.rank.get_length() == 3 and shape[2].is_static else None
+        self._frames = shape[1].get_length() if shape.rank.get_length() == 3 and shape[1].is_static else None
+        self._tensor = ov.Tensor
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        self._request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
-        return chunk_major(self._request.get_output_tensor(0).data)
+        return self._scores(self._request, self._start(self._request, batch, None, wait=True))
 
-    def stream(self, items: Iterable[T], data_of: Callable[[T], np.ndarray | None]) -> Iterator[tuple[T, np.ndarray | None]]:
+    def stream(self, items: Iterable[T], data_of: Callable[[T], np.ndarray | None],
+               recycled: ScoreBuffers | None = None) -> Iterator[tuple[T, np.ndarray | None]]:
         """Infer many batches with several requests in flight (OpenVINO's throughput streams),
         yielding (item, scores) in input order; an item without data drains them (see Backend.stream)."""
         requests = [self._compiled.create_infer_request() for _ in range(self.parallel_requests)]
@@ -80,25 +83,64 @@ class OpenVinoBackend:
                 if not free:
                     yield self._finish(inflight, free)
                 request = free.popleft()
-                request.start_async({0: np.ascontiguousarray(data, dtype=np.float32)})
-                inflight.append((request, item))
+                inflight.append((request, item, self._start(request, data, recycled, wait=False)))
             while inflight:
                 yield self._finish(inflight, free)
         finally:  # closed early: the requests must end before the model they run on is released
-            for request, _ in inflight:
+            for request, *_ in inflight:
                 request.wait()
 
+    def _start(self, request, batch: np.ndarray, recycled: ScoreBuffers | None, *, wait: bool) -> np.ndarray | None:  # noqa: ANN001 - InferRequest
+        """Start ``batch`` on ``request`` with its scores written straight into an array of ours
+        (chunk-major, from ``recycled`` when given), which is returned; None where the device
+        keeps its own output (its shape unknown until run)."""
+        out = None
+        if self._frames is not None and self.output_width is not None:
+            shape = (self.batch_size, self._frames, self.output_width)
+            out = recycled.take(*shape) if recycled is not None else np.empty(shape, np.float32)
+            request.set_output_tensor(0, self._tensor(out, shared_memory=True))
+        data = {0: np.ascontiguousarray(batch, dtype=np.float32)}
+        if wait:
+            request.infer(data)
+        else:
+            request.start_async(data)
+        return out
+
     @staticmethod
-    def _finish(inflight: deque, free: deque) -> tuple:
-        request, item = inflight.popleft()
+    def _scores(request, out: np.ndarray | None) -> np.ndarray:  # noqa: ANN001 - InferRequest
+        """(T, N, C) view of a batch's chunk-major scores."""
+        if out is None:
+            out = request.get_output_tensor(0).data.copy()
+        return out.transpose(1, 0, 2)
+
+    @classmethod
+    def _finish(cls, inflight: deque, free: deque) -> tuple:
+        request, item, out = inflight.popleft()
         request.wait()
-        scores = chunk_major(request.get_output_tensor(0).data)
+        scores = cls._scores(request, out)
         free.append(request)
         return item, scores
 
     def close(self) -> None:
         self._request = None
         self._compiled = None
+
+
+def _chunk_major_output(ov, model):  # noqa: ANN001, ANN202 - openvino module, Model
+    """The model with its (T, N, C) scores transposed to (N, T, C) inside the graph.
+
+    The decoder reads one chunk's frames in turn; in the network's own layout they
+    sit N*C floats apart. OpenVINO's transpose into the caller's buffer costs about
+    a tenth of copying the output into that layout afterwards in numpy (bench/RESULTS.md, issue 19).
+    """
+    from openvino.preprocess import PrePostProcessor
+
+    if model.outputs[0].get_partial_shape().rank.get_length() != 3:
+        return model
+    ppp = PrePostProcessor(model)
+    ppp.output(0).model().set_layout(ov.Layout("TNC"))
+    ppp.output(0).tensor().set_layout(ov.Layout("NTC"))
+    return ppp.build()
 
 
 def _first_line(exc: Exception) -> str:

@@ -28,7 +28,7 @@ class TorchBackend:
         with self._torch.inference_mode():
             return self._model(self._torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
 
-    def stream(self, items, data_of):  # noqa: ANN001, ANN201 - see Backend.stream
+    def stream(self, items, data_of, recycled=None):  # noqa: ANN001, ANN201 - see Backend.stream
         from edgecall.runtime.backends import sequential_stream
 
         return sequential_stream(self, items, data_of)
