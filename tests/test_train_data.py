@@ -238,3 +238,61 @@ def test_real_dev_set_is_refused_by_path_and_read_id(shared_data: Path, tmp_path
     fastq, summary = write_calls([read], tmp_path, caller_trim=0)
     with pytest.raises(EdgecallError, match=f"read {dev_id} is in the accuracy dev set"):
         load_pseudo_labelled(RealReads((tmp_path / "copy.pod5",), (fastq,), (summary,)), CONFIG)
+
+
+def _labelled_ramp(samples: int = 40_000, every: int = 10):  # noqa: ANN202 - LabelledRead
+    """A read whose signal is its sample index (so a chunk shows where it was cut) and a base every ``every`` samples."""
+    from edgecall.train.pseudo_labels import LabelledRead
+
+    positions = np.arange(0, samples, every, dtype=np.int64)
+    bases = np.random.default_rng(3).integers(1, 5, positions.size).astype(np.int64)
+    return LabelledRead("ramp", np.arange(samples, dtype=np.float32), 0, positions, bases)
+
+
+def test_augmented_real_chunks_stretch_time_and_keep_their_labels() -> None:
+    from edgecall.train.pseudo_labels import Augmentation
+
+    read, chunksize = _labelled_ramp(), 2000
+    plain = PseudoLabelledSource([read], CONFIG, chunksize, seed=4)
+    stretched = PseudoLabelledSource([read], CONFIG, chunksize, seed=4, augment=Augmentation(0.2, 0.0, 0.0, 0.0))
+    for chunk in plain.chunks(0, 8):
+        assert chunk.signal[-1] - chunk.signal[0] == chunksize - 1  # no augmentation: the window itself
+    widths = []
+    for chunk in stretched.chunks(0, 32):
+        assert chunk.signal.shape == (chunksize,) and chunk.signal.dtype == np.float32
+        assert chunk.signal[0] == chunk.start  # the window starts where it was drawn, resampled linearly
+        width = (chunk.signal[-1] - chunk.signal[0]) * chunksize / (chunksize - 1)
+        assert 0.8 * chunksize - 1 <= width <= 1.2 * chunksize + 1
+        widths.append(width)
+        # the labels are the bases placed inside the stretched window, in order
+        first = int(np.searchsorted(read.positions, chunk.start))
+        np.testing.assert_array_equal(chunk.targets, read.bases[first : first + chunk.targets.size])
+        assert abs(chunk.targets.size - width / 10) <= 1
+    assert min(widths) < 0.95 * chunksize and max(widths) > 1.05 * chunksize  # both ways
+    again = stretched.chunks(0, 32)  # a chunk is a function of (seed, step, index)
+    assert all(np.array_equal(a.signal, b.signal) for a, b in zip(again, stretched.chunks(0, 32)))
+
+
+def test_augmented_levels_and_noise_stay_within_their_bounds() -> None:
+    from edgecall.train.pseudo_labels import Augmentation
+
+    read = _labelled_ramp()
+    read = dataclasses.replace(read, signal=np.zeros_like(read.signal))
+    source = PseudoLabelledSource([read], CONFIG, 2000, seed=5, augment=Augmentation(0.0, 0.1, 0.2, 0.0))
+    offsets = [float(c.signal[0]) for c in source.chunks(1, 32)]
+    assert all(np.ptp(c.signal) == 0 for c in source.chunks(1, 32))  # gain and offset only: a flat signal stays flat
+    assert max(map(abs, offsets)) <= 0.2 and np.std(offsets) > 0.05
+    noisy = PseudoLabelledSource([read], CONFIG, 2000, seed=5, augment=Augmentation(0.0, 0.0, 0.0, 0.3))
+    spreads = [float(np.std(c.signal)) for c in noisy.chunks(1, 32)]
+    assert max(spreads) <= 0.33 and max(spreads) > 0.1
+
+
+def test_augmentation_option_is_checked(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for value, message in (("0.1,0.1", "--augment-real takes four numbers"), ("0.7,0,0,0", "0 <= speed < 0.5")):
+        result = subprocess.run([sys.executable, "-m", "edgecall", "train", str(tmp_path / "run"), "--steps", "1",
+                                 "--augment-real", value], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

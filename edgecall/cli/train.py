@@ -25,9 +25,9 @@ from typing import Any, Optional
 import typer
 
 from edgecall.config import BasecallerConfig, ModelConfig, NormalisationConfig, rnn_encoder_config
-from edgecall.errors import EdgecallError, raise_missing_extra
+from edgecall.errors import EdgecallError, UsageError, raise_missing_extra
 from edgecall.train.chemistry import CHEMISTRIES, Chemistry, chemistry
-from edgecall.train.pseudo_labels import MIN_QSCORE, RealReads
+from edgecall.train.pseudo_labels import MIN_QSCORE, Augmentation, RealReads
 
 DATA_NAME = "data.json"  # the data options of the latest call; a resume names what changed
 DEFAULT_HIDDEN, DEFAULT_LAYERS, DEFAULT_STATE_LEN = 128, 5, 4
@@ -66,6 +66,7 @@ def train_command(
     aligned_bam: list[Path] = typer.Option([], "--aligned-bam", help="BAMs of those reads' calls with mv move tables and MD tags, aligned to their genome (repeat)."),
     aligned_fraction: float = typer.Option(0.5, "--aligned-fraction", help="Share of each batch from the reference-labelled reads."),
     holdout_read: list[str] = typer.Option([], "--holdout-read", help="Read id kept out of --aligned-reads (repeat): an independent check."),
+    augment: str = typer.Option("", "--augment-real", help="Randomly change each chunk of the real reads (--real-reads, --aligned-reads, --unlabelled), so few reads teach the signal rather than themselves: SPEED,GAIN,OFFSET,NOISE (e.g. 0.1,0.1,0.1,0.1: time stretched by up to 10%, level scaled by up to 10% and shifted by up to 0.1, white noise of up to 0.1, normalised units); default: none."),
     data_dir: Optional[Path] = typer.Option(None, "--data", help="Bonito training data folder (chunks.npy, references.npy, reference_lengths.npy; 'bonito download --training' or 'bonito basecaller --save-ctc'), memory-mapped; validation from its validation/ folder or its last rows."),
     valid_data: Optional[Path] = typer.Option(None, "--valid-data", help="Bonito-format validation folder (default: DATA/validation, else DATA's last rows)."),
     data_fraction: float = typer.Option(1.0, "--data-fraction", help="Share of each batch from --data (the rest simulated or from the other real sources)."),
@@ -126,6 +127,7 @@ def train_command(
     if shares > 1.0 + 1e-9:
         raise EdgecallError(f"the shares of --real-fraction, --aligned-fraction, --teacher-fraction and --data-fraction "
                             f"add up to {shares:g}, more than the whole batch")
+    augmentation = _augmentation(augment)
     chem = _config_chemistry(model_config)
     references = list(reference) or list(default_references())
     data_options = {
@@ -138,6 +140,8 @@ def train_command(
     if data_dir is not None:
         data_options.update({"data": str(data_dir), "valid_data": str(valid_data) if valid_data else None,
                              "data_fraction": data_fraction})
+    if augmentation is not None:  # recorded only when used, so runs without it resume without a note
+        data_options["augment_real"] = augment
     if aligned_reads:  # recorded only when used, so runs without them resume without a note
         data_options.update({"aligned_reads": [str(p) for p in aligned_reads], "aligned_bam": [str(p) for p in aligned_bam],
                              "aligned_fraction": aligned_fraction, "holdout_read": sorted(holdout_read)})
@@ -147,10 +151,10 @@ def train_command(
     parts: list[tuple[Any, float]] = [(SimulatedSource(model_config, chunksize, records, sim), 1.0 - shares)]
     if real_reads:
         real = RealReads(tuple(real_reads), tuple(real_calls), tuple(real_summary), min_qscore=real_min_qscore)
-        parts.append((_real_source(model_config, chunksize, real, seed), real_fraction))
+        parts.append((_real_source(model_config, chunksize, real, seed, augmentation), real_fraction))
     if aligned_reads:
         aligned = AlignedReads(tuple(aligned_reads), tuple(aligned_bam), holdout=frozenset(holdout_read))
-        parts.append((_aligned_source(model_config, chunksize, aligned, seed), aligned_fraction))
+        parts.append((_aligned_source(model_config, chunksize, aligned, seed, augmentation), aligned_fraction))
     bonito_valid = None
     if data_dir is not None:
         from edgecall.train.bonito_data import training_and_validation
@@ -248,7 +252,7 @@ def _teacher_calls(out_dir: Path, teacher: str, reads: list[Path]) -> tuple[list
     return [calls], [summary]
 
 
-def _aligned_source(config: ModelConfig, chunksize: int, aligned: Any, seed: int) -> Any:
+def _aligned_source(config: ModelConfig, chunksize: int, aligned: Any, seed: int, augment: Augmentation | None) -> Any:
     from edgecall.train.aligned import load_aligned
     from edgecall.train.pseudo_labels import PseudoLabelledSource
 
@@ -257,10 +261,10 @@ def _aligned_source(config: ModelConfig, chunksize: int, aligned: Any, seed: int
     left_out = "; ".join(f"{n} {reason}" for reason, n in skipped.items())
     _say(f"reference-labelled reads: {len(reads)} from {', '.join(p.name for p in aligned.bams)} ({bases:,} bases, "
          f"{sum(r.signal.size for r in reads):,} samples at {config.sample_rate} Hz)" + (f"; left out: {left_out}" if left_out else ""))
-    return PseudoLabelledSource(reads, config, chunksize, seed=seed, stream_tag=2)
+    return PseudoLabelledSource(reads, config, chunksize, seed=seed, stream_tag=2, augment=augment)
 
 
-def _real_source(config: ModelConfig, chunksize: int, real: RealReads, seed: int) -> Any:
+def _real_source(config: ModelConfig, chunksize: int, real: RealReads, seed: int, augment: Augmentation | None) -> Any:
     from edgecall.train.pseudo_labels import PseudoLabelledSource, load_pseudo_labelled
 
     reads, skipped = load_pseudo_labelled(real, config)
@@ -268,7 +272,23 @@ def _real_source(config: ModelConfig, chunksize: int, real: RealReads, seed: int
     left_out = "; ".join(f"{n} {reason}" for reason, n in skipped.items())
     _say(f"real reads: {len(reads)} labelled by {', '.join(p.name for p in real.calls)} ({bases:,} bases)"
          + (f"; left out: {left_out}" if left_out else ""))
-    return PseudoLabelledSource(reads, config, chunksize, seed=seed)
+    return PseudoLabelledSource(reads, config, chunksize, seed=seed, augment=augment)
+
+
+def _augmentation(text: str) -> Augmentation | None:
+    """--augment-real SPEED,GAIN,OFFSET,NOISE as an Augmentation; None when not given."""
+    if not text:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+        if len(values) != 4:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--augment-real takes four numbers SPEED,GAIN,OFFSET,NOISE (e.g. 0.1,0.1,0.1,0.1), got '{text}'") from None
+    try:
+        return Augmentation(*values)
+    except EdgecallError as exc:
+        raise UsageError(f"--augment-real: {exc}") from None
 
 
 def _record(out_dir: Path, data_options: dict[str, Any], options: Any, stored: Path | None) -> None:
