@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[None],
                         help="Batch sizes to compare (default: run's automatic choice).")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--precision", default="f32")
+    parser.add_argument("--precision", default="auto", help="run's --precision (default: run's automatic choice).")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 

@@ -70,3 +70,31 @@ def test_the_check_measures_and_run_then_offers_bf16(tmp_path: Path, shared_data
         assert scores.shape[-1] == 5 and np.isfinite(scores).all()
     finally:
         backend.close()
+
+
+def test_automatic_precision_is_bf16_only_where_native_and_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from edgecall.devices import resolve_device
+    from edgecall.runtime.backends import automatic_precision
+
+    cpu, ort = resolve_device("CPU"), resolve_device("ort")
+    passed = load_package(_package_copy(tmp_path / "a", {"agreement": 0.999, "min_agreement": 0.995, "passed": True}))
+    failed = load_package(_package_copy(tmp_path / "b", {"agreement": 0.97, "min_agreement": 0.995, "passed": False}))
+    unchecked = load_package(_package_copy(tmp_path / "c", None))
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert automatic_precision(passed, cpu) == "bf16"
+    assert automatic_precision(failed, cpu) == automatic_precision(unchecked, cpu) == "f32"
+    assert automatic_precision(passed, ort) == "f32"  # bf16 is an OpenVINO CPU setting
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    assert automatic_precision(passed, cpu) == "f32"  # emulated: never chosen
+
+
+def test_run_without_precision_names_what_it_chose(tmp_path: Path, shared_data: Path) -> None:
+    import subprocess
+    import sys
+
+    expected = "openvino:CPU bf16" if "bf16" in native_precisions() else "openvino:CPU,"
+    reads = shared_data / "accuracy" / "lambda_r941" / "lambda_r941.pod5"
+    run = subprocess.run([sys.executable, "-m", "edgecall", "run", "--model", "edgecall-r941-v2", "--max-reads", "1", str(reads)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.count("\n+\n") == 1, run.stderr
+    assert expected in run.stderr.splitlines()[-1]

@@ -43,7 +43,7 @@ def run_command(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name, package or ONT model folder, or a tier (fast, hac, sup) for the reads' chemistry (default: the reads' chemistry picks; see 'edgecall models')."),
     models_dir: Optional[Path] = typer.Option(None, "--models-directory", help="Folder of model packages and ONT model folders (default: $EDGECALL_MODELS_DIRECTORY)."),
     device: str = typer.Option("CPU", "--device", "-d", help="CPU, GPU, NPU, MYRIAD, AUTO (OpenVINO); ort, ort:cuda, ort:tensorrt; torch. See 'edgecall devices'."),
-    precision: str = typer.Option("f32", "--precision", help="f32; int8 (OpenVINO CPU, a package with an int8 model from 'compile --int8'); bf16 or f16 (OpenVINO CPU where the CPU computes it natively, for a package whose calls passed 'compile --check-precision')."),
+    precision: str = typer.Option("auto", "--precision", help="auto (default: bf16 or f16 on the OpenVINO CPU where the CPU computes it natively and the package's calls in it passed 'compile --check-precision', else f32); f32; int8 (OpenVINO CPU, a package with an int8 model from 'compile --int8'); bf16 or f16 (as auto would pick them, or refused with the reason)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of stdout: FASTQ (.gz compresses), or BAM/SAM when the name ends .bam/.sam."),
     emit_bam: bool = typer.Option(False, "--emit-bam", help="Write BAM (Dorado's header and tags) instead of FASTQ, to stdout or -o."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Align to this reference (FASTA or minimap2 .mmi) with minimap2's map-ont preset; writes aligned BAM/SAM."),

@@ -44,7 +44,7 @@ QUEUE_DEPTH = 4  # batches buffered between stages
 @dataclass(frozen=True)
 class RunOptions:
     device: str = "CPU"  # see edgecall.devices
-    precision: str = "f32"  # f32, or int8 (OpenVINO CPU, a package compiled with --int8)
+    precision: str = "auto"  # auto (see backends.automatic_precision), f32, int8, bf16 or f16
     batch_size: int | None = None  # chunks per inference call; None: automatic
     chunksize: int | None = None  # samples per chunk; None: the model's
     overlap: int | None = None  # samples shared by neighbouring chunks; None: the model's
