@@ -124,3 +124,26 @@ def test_impossible_targets_are_refused() -> None:
         target_logz(scores, torch.tensor([[1, 0]]), torch.tensor([1]), state_len=2)
     with pytest.raises(ValueError, match="state_len"):
         global_logz(scores, state_len=3)
+
+
+@pytest.mark.parametrize("state_len", [3, 4])
+def test_numba_lattice_equals_the_torch_loop(monkeypatch: pytest.MonkeyPatch, state_len: int) -> None:
+    """The CPU's numba lattice and the torch loop (what CUDA runs) give the same loss and gradient."""
+    from edgecall.train import crf_loss as module
+
+    gen = torch.Generator().manual_seed(state_len)
+    frames, batch, width = 300, 4, 140
+    scores = (torch.rand(frames, batch, 4 ** (state_len + 1), generator=gen) * 10 - 5)
+    targets = torch.randint(1, 5, (batch, width), generator=gen)
+    lengths = torch.tensor([width, 90, 41, state_len])  # padding, and the shortest target there can be
+    results = []
+    for numba in (True, False):
+        monkeypatch.setattr(module, "LATTICE_IN_NUMBA", numba)
+        leaf = scores.clone().requires_grad_(True)
+        loss = crf_loss(leaf, targets, lengths, state_len=state_len, normalise=False)
+        loss.backward()
+        results.append((loss.detach(), leaf.grad))
+    (loss_a, grad_a), (loss_b, grad_b) = results
+    torch.testing.assert_close(loss_a, loss_b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_a, grad_b, rtol=1e-4, atol=1e-6)
+    assert grad_a.abs().sum() > 0

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+from numba import njit, prange
 from torch import Tensor
 
 NUM_BASES = 4
+LATTICE_IN_NUMBA = True  # the target lattice of CPU tensors in numba (False: the torch loop, as on CUDA)
 
 
 def _check(scores: Tensor, state_len: int) -> None:
@@ -90,13 +93,75 @@ class _GlobalLogZ(torch.autograd.Function):
         return post.view(frames, batch, -1), None, None
 
 
+@njit(cache=True, nogil=True)
+def _log_add(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)), -inf when both are."""
+    if a < b:
+        a, b = b, a
+    if b == -np.inf:
+        return a
+    return a + np.log1p(np.exp(b - a))
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _target_forward(moves: np.ndarray, n_states: np.ndarray, blank: float, alpha: np.ndarray) -> np.ndarray:
+    """Fills ``alpha`` (T+1, N, S+1) (log space; -inf beyond each chunk's lattice) and returns each chunk's logZ."""
+    frames, batch, width = moves.shape
+    logz = np.empty(batch, moves.dtype)
+    for n in prange(batch):
+        last = n_states[n] - 1
+        alpha[0, n, :] = -np.inf
+        alpha[0, n, 0] = 0.0
+        for t in range(frames):
+            a, nxt, move = alpha[t, n], alpha[t + 1, n], moves[t, n]
+            nxt[0] = a[0] + blank
+            for s in range(1, last + 1):
+                nxt[s] = _log_add(a[s] + blank, a[s - 1] + move[s - 1])
+            nxt[last + 1 :] = -np.inf
+        logz[n] = alpha[frames, n, last]
+    return logz
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _target_backward(moves: np.ndarray, n_states: np.ndarray, blank: float, alpha: np.ndarray, logz: np.ndarray,
+                     grad: np.ndarray, post: np.ndarray) -> None:
+    """Fills ``post`` (T, N, S) with each move's posterior times its chunk's ``grad``; beta is kept one frame at a time."""
+    frames, batch, width = moves.shape
+    for n in prange(batch):
+        last = n_states[n] - 1
+        beta = np.full(width + 1, -np.inf, moves.dtype)
+        cur = np.empty(width + 1, moves.dtype)
+        beta[last] = 0.0
+        post[:, n, last:] = 0.0
+        for t in range(frames - 1, -1, -1):
+            move, a = moves[t, n], alpha[t, n]
+            for s in range(last):
+                post[t, n, s] = np.exp(a[s] + move[s] + beta[s + 1] - logz[n]) * grad[n]
+                cur[s] = _log_add(beta[s] + blank, beta[s + 1] + move[s])
+            cur[last] = beta[last] + blank
+            beta, cur = cur, beta
+
+
 class _TargetLogZ(torch.autograd.Function):
-    """log of the summed exp-score of the paths that spell each target, (N,)."""
+    """log of the summed exp-score of the paths that spell each target, (N,).
+
+    On the CPU the lattice runs in numba, chunks in parallel: as a loop of torch ops
+    over frames it was 40-50% of a training step of ONT's fast R10.4.1 size
+    (bench/train_step.py). Elsewhere (CUDA) the torch loop below runs.
+    """
 
     @staticmethod
     def forward(ctx, moves: Tensor, n_states: Tensor, blank: float) -> Tensor:  # type: ignore[override]
         frames, batch, _ = moves.shape
         moves = moves.detach()
+        ctx.blank, ctx.dtype = blank, moves.dtype
+        if moves.device.type == "cpu" and LATTICE_IN_NUMBA:
+            moves_np, n_states_np = moves.contiguous().numpy(), n_states.to(torch.int64).contiguous().numpy()
+            alpha = np.empty((frames + 1, batch, moves.shape[2] + 1), moves_np.dtype)
+            logz = _target_forward(moves_np, n_states_np, moves_np.dtype.type(blank), alpha)
+            ctx.cpu = (moves_np, n_states_np, alpha, logz)
+            return torch.from_numpy(logz.copy())
+        ctx.cpu = None
         alpha = moves.new_full((frames + 1, batch, moves.shape[2] + 1), float("-inf"))
         alpha[0, :, 0] = 0.0
         for t in range(frames):
@@ -104,11 +169,16 @@ class _TargetLogZ(torch.autograd.Function):
             torch.add(a, blank, out=nxt)
             torch.logaddexp(nxt[:, 1:], a[:, :-1] + moves[t], out=nxt[:, 1:])
         ctx.save_for_backward(moves, alpha, n_states)
-        ctx.blank = blank
         return alpha[frames, torch.arange(batch), n_states - 1]
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        if ctx.cpu is not None:
+            moves_np, n_states_np, alpha_np, logz_np = ctx.cpu
+            post_np = np.empty_like(moves_np)
+            grad_np = grad.detach().to(ctx.dtype).contiguous().numpy()
+            _target_backward(moves_np, n_states_np, moves_np.dtype.type(ctx.blank), alpha_np, logz_np, grad_np, post_np)
+            return torch.from_numpy(post_np), None, None
         moves, alpha, n_states = ctx.saved_tensors
         frames, batch, _ = moves.shape
         rows = torch.arange(batch)

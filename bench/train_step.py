@@ -1,0 +1,134 @@
+"""Seconds per training step of ONT's R10.4.1 model sizes with hard-concrete gates, and the CRF loss's share.
+
+For each size, ``edgecall train``'s own loop (:func:`edgecall.train.loop.train`)
+runs ``--steps`` steps on synthetic batches (random signal, random targets of
+the length 400 bases/s gives a chunk) starting from the ONT model with gates
+on every LSTM neuron, as ``edgecall train --init-from ONT_FOLDER`` does; the
+time per step comes from its log, the first (warm-up) step left out. Then the
+pure-torch CTC-CRF loss alone (forward and backward, on scores of the same
+shape) is timed, so its share of a step shows whether it dominates (issue 20:
+Bonito's own loss needs koi's CUDA kernels, which are not there on a CPU).
+
+Sizes: ``r10-fast`` (dna_r10.4.1_e8.2_260bps_fast@v4.0.0: LSTM 96 x 5, state_len 3)
+and ``r10-hac`` (dna_r10.4.1_e8.2_400bps_hac@v4.2.0: LSTM 384 x 5, state_len 4),
+random weights written by Bonito's code as the tests do (needs ont-bonito --no-deps).
+
+    python bench/train_step.py                                    # CPU, batch 8 x 6,000 samples
+    python bench/train_step.py --lattices numba torch --batch-size 16 --chunksize 12000
+    python bench/train_step.py --device cuda --batch-size 64 --chunksize 12000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(BENCH.parent / "tests"))
+
+from throughput import ONT_SIZES, SHARED  # noqa: E402
+
+from edgecall.devices.precision import cpu_description  # noqa: E402
+from edgecall.model.checkpoint import load_checkpoint  # noqa: E402
+from edgecall.train import crf_loss as crf_loss_module  # noqa: E402
+from edgecall.train import loop  # noqa: E402
+from edgecall.train.crf_loss import crf_loss  # noqa: E402
+
+BASES_PER_SECOND = 400
+
+
+def synthetic_batches(batch_size: int, chunksize: int, sample_rate: int, seed: int = 0) -> loop.DataFn:
+    """Step -> (signal, targets, lengths): random, but shaped as real R10.4.1 chunks are."""
+    mean_bases = chunksize * BASES_PER_SECOND / sample_rate
+
+    def data(step: int) -> loop.Batch:
+        rng = np.random.default_rng([seed, step])
+        lengths = rng.integers(int(0.8 * mean_bases), int(1.2 * mean_bases), batch_size)
+        targets = np.zeros((batch_size, int(lengths.max())), np.int64)
+        for row, n in zip(targets, lengths):
+            row[:n] = rng.integers(1, 5, n)
+        signal = rng.standard_normal((batch_size, 1, chunksize)).astype(np.float32)
+        return torch.from_numpy(signal), torch.from_numpy(targets), torch.from_numpy(lengths)
+
+    return data
+
+
+def step_seconds(out_dir: Path) -> list[float]:
+    """Seconds of each logged step after the first, from train.tsv's cumulative clock."""
+    with open(out_dir / "train.tsv") as fh:
+        clock = [float(row["seconds"]) for row in csv.DictReader(fh, delimiter="\t")]
+    return [b - a for a, b in zip(clock, clock[1:])]
+
+
+def loss_seconds(config, data: loop.DataFn, device: torch.device, repeats: int) -> float:  # noqa: ANN001 - ModelConfig
+    """Median seconds of the CRF loss's forward and backward on network-shaped random scores."""
+    signal, targets, lengths = data(0)
+    frames = config.frames(signal.shape[-1])
+    scores = torch.randn(frames, signal.shape[0], config.num_outputs, device=device, requires_grad=True)
+    targets, lengths = targets.to(device), lengths.to(device)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        loss = crf_loss(scores, targets, lengths, state_len=config.state_len, blank_score=config.blank_score, loss_clip=10.0)
+        loss.backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        scores.grad = None
+    return statistics.median(times[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=list(ONT_SIZES), choices=list(ONT_SIZES))
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--chunksize", type=int, default=6000)
+    parser.add_argument("--steps", type=int, default=4, help="Training steps per size; the first is warm-up.")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--threads", type=int, default=0, help="Torch threads (0: torch's default).")
+    parser.add_argument("--lattices", nargs="+", default=["numba"], choices=["numba", "torch"],
+                        help="The CPU's target lattice: numba (edgecall's) and/or the torch loop CUDA runs, in turns.")
+    args = parser.parse_args()
+    from factories import write_tiny_ont_folder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = loop.torch_device(args.device)
+    gpu = f"; GPU: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    print(f"# CPU: {cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}")
+    print(f"# batch {args.batch_size} x {args.chunksize} samples, {args.steps} steps (first left out), device {args.device}")
+    print(f"{'size':<10} {'lattice':<7} {'LSTM':<20} {'params':>9} {'s/step':>7} {'steps (s)':<22} {'CRF loss s':>10} {'share':>6}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for size, lattice in [(size, lattice) for size in args.sizes for lattice in args.lattices]:
+            crf_loss_module.LATTICE_IN_NUMBA = lattice == "numba"
+            folder = Path(tmp) / ONT_SIZES[size]
+            if not folder.exists():
+                write_tiny_ont_folder(folder, SHARED, ONT_SIZES[size], width=None, kind="bonito")
+            ckpt = load_checkpoint(folder)
+            config = ckpt.config
+            chunksize = args.chunksize - args.chunksize % config.stride
+            data = synthetic_batches(args.batch_size, chunksize, config.sample_rate)
+            out = Path(tmp) / f"{size}-{lattice}-run"
+            options = loop.TrainOptions(out_dir=out, steps=args.steps, batch_size=args.batch_size, chunksize=chunksize,
+                                        warmup_steps=1, log_every=1, checkpoint_every=10 ** 9, threads=args.threads,
+                                        init_from=folder, device=args.device)
+            loop.train(config, options, data)
+            steps = step_seconds(out)
+            per_step = statistics.median(steps)
+            loss = loss_seconds(config, data, device, repeats=3)
+            params = sum(t.numel() for t in ckpt.state.values())
+            print(f"{size:<10} {lattice:<7} {'x'.join(map(str, config.encoder.hidden_sizes)):<20} {params:>9,} {per_step:>7.2f} "
+                  f"{', '.join(f'{s:.1f}' for s in steps):<22} {loss:>10.3f} {loss / per_step:>6.0%}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
