@@ -128,7 +128,7 @@ def test_impossible_targets_are_refused() -> None:
 
 @pytest.mark.parametrize("state_len", [3, 4])
 def test_numba_lattice_equals_the_torch_loop(monkeypatch: pytest.MonkeyPatch, state_len: int) -> None:
-    """The CPU's numba lattice and the torch loop (what CUDA runs) give the same loss and gradient."""
+    """The CPU's numba scans and the torch loops (what CUDA runs) give the same loss and gradient, normaliser included."""
     from edgecall.train import crf_loss as module
 
     gen = torch.Generator().manual_seed(state_len)
@@ -140,7 +140,7 @@ def test_numba_lattice_equals_the_torch_loop(monkeypatch: pytest.MonkeyPatch, st
     for numba in (True, False):
         monkeypatch.setattr(module, "LATTICE_IN_NUMBA", numba)
         leaf = scores.clone().requires_grad_(True)
-        loss = crf_loss(leaf, targets, lengths, state_len=state_len, normalise=False)
+        loss = crf_loss(leaf, targets, lengths, state_len=state_len)
         loss.backward()
         results.append((loss.detach(), leaf.grad))
     (loss_a, grad_a), (loss_b, grad_b) = results

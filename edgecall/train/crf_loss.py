@@ -26,7 +26,7 @@ from numba import njit, prange
 from torch import Tensor
 
 NUM_BASES = 4
-LATTICE_IN_NUMBA = True  # the target lattice of CPU tensors in numba (False: the torch loop, as on CUDA)
+LATTICE_IN_NUMBA = True  # both lattices' scans of CPU tensors in numba (False: the torch loops, as on CUDA)
 
 
 def _check(scores: Tensor, state_len: int) -> None:
@@ -35,6 +35,44 @@ def _check(scores: Tensor, state_len: int) -> None:
     width = NUM_BASES ** (state_len + 1)
     if scores.dim() != 3 or scores.shape[2] != width:
         raise ValueError(f"CRF scores must be (T, N, {width}) for state_len {state_len}, got {tuple(scores.shape)}")
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _global_forward(em: np.ndarray, stay: np.ndarray, alpha: np.ndarray, norms: np.ndarray) -> None:
+    """``_GlobalLogZ``'s scaled forward scan: ``alpha[0]`` given, fills ``alpha[1:]`` and ``norms`` (see its docs)."""
+    frames, batch, msb = em.shape[:3]
+    for n in prange(batch):
+        for t in range(frames):
+            a, nxt, e, w = alpha[t, n], alpha[t + 1, n], em[t, n], stay[t, n]
+            total = 0.0
+            for q in range(msb):
+                for d in range(NUM_BASES):
+                    value = a[q * NUM_BASES + d] * w
+                    for j in range(NUM_BASES):
+                        value += e[q, d, j] * a[j * msb + q]
+                    nxt[q * NUM_BASES + d] = value
+                    total += value
+            norms[t, n] = total
+            for s in range(msb * NUM_BASES):  # (numba's nxt /= total would rebind nxt, not write alpha)
+                nxt[s] /= total
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _global_backward(em: np.ndarray, stay: np.ndarray, beta: np.ndarray) -> None:
+    """``_GlobalLogZ``'s scaled backward scan: ``beta[-1]`` given, fills the rest, each frame's max 1."""
+    frames, batch, msb = em.shape[:3]
+    for n in prange(batch):
+        for t in range(frames - 1, -1, -1):
+            b, cur, e, w = beta[t + 1, n], beta[t, n], em[t, n], stay[t, n]
+            for q in range(msb):
+                for j in range(NUM_BASES):
+                    value = b[j * msb + q] * w
+                    for d in range(NUM_BASES):
+                        value += e[q, d, j] * b[q * NUM_BASES + d]
+                    cur[j * msb + q] = value
+            top = cur.max()
+            for s in range(msb * NUM_BASES):
+                cur[s] /= top
 
 
 class _GlobalLogZ(torch.autograd.Function):
@@ -47,6 +85,8 @@ class _GlobalLogZ(torch.autograd.Function):
     R (10 for the head's tanh * 5 against blank 2), no state's forward or
     backward mass falls more than e^(R*L) below the largest, well inside
     float32's e^87 for L <= 5 (a target lattice has no such bound: log space).
+    On the CPU the two scans run in numba (``_global_forward``, ``_global_backward``);
+    as torch ops per frame they were a quarter of a fast-size training step.
     """
 
     @staticmethod
@@ -61,12 +101,15 @@ class _GlobalLogZ(torch.autograd.Function):
         alpha = x.new_empty(frames + 1, batch, states)  # each frame sums to 1
         alpha[0] = 1.0 / states
         norms = x.new_empty(frames, batch)  # each frame's rescaling factor
-        blocks = em.view(frames, batch * msb, NUM_BASES, NUM_BASES)  # one 4x4 matrix per (n, q)
-        for t in range(frames):
-            prev = alpha[t].view(batch, NUM_BASES, msb).transpose(1, 2).reshape(batch * msb, NUM_BASES, 1)
-            nxt = torch.bmm(blocks[t], prev).view(batch, states).addcmul_(alpha[t], stay[t, :, None])
-            torch.sum(nxt, dim=1, out=norms[t])
-            torch.div(nxt, norms[t, :, None], out=alpha[t + 1])
+        if x.device.type == "cpu" and LATTICE_IN_NUMBA:
+            _global_forward(em.contiguous().numpy(), stay.contiguous().numpy(), alpha.numpy(), norms.numpy())
+        else:
+            blocks = em.view(frames, batch * msb, NUM_BASES, NUM_BASES)  # one 4x4 matrix per (n, q)
+            for t in range(frames):
+                prev = alpha[t].view(batch, NUM_BASES, msb).transpose(1, 2).reshape(batch * msb, NUM_BASES, 1)
+                nxt = torch.bmm(blocks[t], prev).view(batch, states).addcmul_(alpha[t], stay[t, :, None])
+                torch.sum(nxt, dim=1, out=norms[t])
+                torch.div(nxt, norms[t, :, None], out=alpha[t + 1])
         ctx.save_for_backward(em, stay, alpha, norms)
         return norms.log().sum(dim=0) + shift.sum(dim=0) + state_len * math.log(NUM_BASES)
 
@@ -77,12 +120,15 @@ class _GlobalLogZ(torch.autograd.Function):
         states = msb * NUM_BASES
         beta = alpha.new_empty(alpha.shape)  # rescaled per frame, like alpha
         beta[frames] = 1.0
-        blocks = em.view(frames, batch * msb, NUM_BASES, NUM_BASES).transpose(2, 3)
-        for t in range(frames - 1, -1, -1):
-            nxt = beta[t + 1].view(batch * msb, NUM_BASES, 1)
-            prev = torch.bmm(blocks[t], nxt).view(batch, msb, NUM_BASES).transpose(1, 2).reshape(batch, states)
-            prev.addcmul_(beta[t + 1], stay[t, :, None])
-            torch.div(prev, prev.amax(dim=1, keepdim=True), out=beta[t])
+        if em.device.type == "cpu" and LATTICE_IN_NUMBA:
+            _global_backward(em.contiguous().numpy(), stay.contiguous().numpy(), beta.numpy())
+        else:
+            blocks = em.view(frames, batch * msb, NUM_BASES, NUM_BASES).transpose(2, 3)
+            for t in range(frames - 1, -1, -1):
+                nxt = beta[t + 1].view(batch * msb, NUM_BASES, 1)
+                prev = torch.bmm(blocks[t], nxt).view(batch, msb, NUM_BASES).transpose(1, 2).reshape(batch, states)
+                prev.addcmul_(beta[t + 1], stay[t, :, None])
+                torch.div(prev, prev.amax(dim=1, keepdim=True), out=beta[t])
         # posterior of an edge at frame t = its weight / all edges' weight at t, and that
         # total is norms[t] * sum_s alpha[t+1, s] * beta[t+1, s] (alpha[t+1] was divided by norms[t])
         total = norms * (alpha[1:] * beta[1:]).sum(dim=2)
