@@ -287,12 +287,14 @@ def test_augmented_levels_and_noise_stay_within_their_bounds() -> None:
     assert max(spreads) <= 0.33 and max(spreads) > 0.1
 
 
-def test_augmentation_option_is_checked(tmp_path: Path) -> None:
+def test_augmentation_and_simulation_options_are_checked(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    for value, message in (("0.1,0.1", "--augment-real takes four numbers"), ("0.7,0,0,0", "0 <= speed < 0.5")):
+    for flag, value, message in (("--augment-real", "0.1,0.1", "--augment-real takes four numbers"),
+                                 ("--augment-real", "0.7,0,0,0", "0 <= speed < 0.5"),
+                                 ("--sim-level-noise", "-0.5", "--sim-level-noise must not be negative")):
         result = subprocess.run([sys.executable, "-m", "edgecall", "train", str(tmp_path / "run"), "--steps", "1",
-                                 "--augment-real", value], capture_output=True, text=True, timeout=300)
+                                 flag, value], capture_output=True, text=True, timeout=300)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1

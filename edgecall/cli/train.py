@@ -57,6 +57,7 @@ def train_command(
     lambda_step: int = typer.Option(10_000, "--lambda-step", help="Step at which lambda switches to --lambda-target."),
     reference: list[Path] = typer.Option([], "--reference", help="FASTA to simulate reads from (repeat). Default: the shared phiX, monkeypox and human chr4 references, if present."),
     random_fraction: float = typer.Option(0.3, "--random-fraction", help="Share of simulated chunks drawn from random sequence instead of a reference."),
+    sim_level_noise: Optional[float] = typer.Option(None, "--sim-level-noise", help="Simulated per-base level jitter, in units of the pore model's level stdv (default: the chemistry's fitted value, 0.4 for R9.4.1, 0.9 for R10.4.1): how hard the simulated signal is, for measuring sim-to-real transfer."),
     real_reads: list[Path] = typer.Option([], "--real-reads", help="R9.4.1 4 kHz pod5/fast5 files or folders with pseudo-labels (repeat; needs --real-calls)."),
     real_calls: list[Path] = typer.Option([], "--real-calls", help="FASTQ of those reads from 'edgecall run --emit-moves' (repeat; the labels: a teacher's calls, with its errors)."),
     real_summary: list[Path] = typer.Option([], "--real-summary", help="Those runs' --emit-summary TSVs (their trims; repeat); default: recompute the trims."),
@@ -140,13 +141,18 @@ def train_command(
     if data_dir is not None:
         data_options.update({"data": str(data_dir), "valid_data": str(valid_data) if valid_data else None,
                              "data_fraction": data_fraction})
+    if sim_level_noise is not None:  # recorded only when used, so runs without it resume without a note
+        data_options["sim_level_noise"] = sim_level_noise
     if augmentation is not None:  # recorded only when used, so runs without it resume without a note
         data_options["augment_real"] = augment
     if aligned_reads:  # recorded only when used, so runs without them resume without a note
         data_options.update({"aligned_reads": [str(p) for p in aligned_reads], "aligned_bam": [str(p) for p in aligned_bam],
                              "aligned_fraction": aligned_fraction, "holdout_read": sorted(holdout_read)})
     records = load_references(references)
-    simulation = SimulationOptions.for_chemistry(chem.name, model_config.sample_rate)
+    if sim_level_noise is not None and sim_level_noise < 0:
+        raise UsageError(f"--sim-level-noise must not be negative, got {sim_level_noise:g}")
+    overrides = {} if sim_level_noise is None else {"level_noise": sim_level_noise}
+    simulation = SimulationOptions.for_chemistry(chem.name, model_config.sample_rate, **overrides)
     sim = SimulatedData(random_fraction=random_fraction if records else 1.0, seed=seed, simulation=simulation)
     parts: list[tuple[Any, float]] = [(SimulatedSource(model_config, chunksize, records, sim), 1.0 - shares)]
     if real_reads:
