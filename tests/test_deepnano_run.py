@@ -24,7 +24,8 @@ def expected_calls(path: Path) -> dict[str, str]:
 def calls(shared_data: Path) -> tuple[dict[str, str], dict[str, str], str]:
     sample = shared_data / "models" / "deepnano-blitz" / "test_sample"
     result = subprocess.run(
-        [sys.executable, "-m", "edgecall", "run", "--model", "deepnano-blitz-w64", str(sample)],
+        # f32: the import's fidelity is measured against f32 engines (--precision auto would run bf16 on a CPU that has it)
+        [sys.executable, "-m", "edgecall", "run", "--model", "deepnano-blitz-w64", "--precision", "f32", str(sample)],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
