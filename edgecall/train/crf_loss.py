@@ -19,10 +19,11 @@ every start state. Per chunk, loss = -(log P(target)) / target_length.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import njit
 from torch import Tensor
 
 NUM_BASES = 4
@@ -37,11 +38,11 @@ def _check(scores: Tensor, state_len: int) -> None:
         raise ValueError(f"CRF scores must be (T, N, {width}) for state_len {state_len}, got {tuple(scores.shape)}")
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _global_forward(em: np.ndarray, stay: np.ndarray, alpha: np.ndarray, norms: np.ndarray) -> None:
-    """``_GlobalLogZ``'s scaled forward scan: ``alpha[0]`` given, fills ``alpha[1:]`` and ``norms`` (see its docs)."""
-    frames, batch, msb = em.shape[:3]
-    for n in prange(batch):
+@njit(cache=True, nogil=True)
+def _global_forward(first: int, end: int, em: np.ndarray, stay: np.ndarray, alpha: np.ndarray, norms: np.ndarray) -> None:
+    """``_GlobalLogZ``'s scaled forward scan of chunks [first, end): ``alpha[0]`` given, fills ``alpha[1:]`` and ``norms``."""
+    frames, _, msb = em.shape[:3]
+    for n in range(first, end):
         for t in range(frames):
             a, nxt, e, w = alpha[t, n], alpha[t + 1, n], em[t, n], stay[t, n]
             total = 0.0
@@ -57,11 +58,11 @@ def _global_forward(em: np.ndarray, stay: np.ndarray, alpha: np.ndarray, norms: 
                 nxt[s] /= total
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _global_backward(em: np.ndarray, stay: np.ndarray, beta: np.ndarray) -> None:
-    """``_GlobalLogZ``'s scaled backward scan: ``beta[-1]`` given, fills the rest, each frame's max 1."""
-    frames, batch, msb = em.shape[:3]
-    for n in prange(batch):
+@njit(cache=True, nogil=True)
+def _global_backward(first: int, end: int, em: np.ndarray, stay: np.ndarray, beta: np.ndarray) -> None:
+    """``_GlobalLogZ``'s scaled backward scan of chunks [first, end): ``beta[-1]`` given, each frame's max 1."""
+    frames, _, msb = em.shape[:3]
+    for n in range(first, end):
         for t in range(frames - 1, -1, -1):
             b, cur, e, w = beta[t + 1, n], beta[t, n], em[t, n], stay[t, n]
             for q in range(msb):
@@ -102,7 +103,7 @@ class _GlobalLogZ(torch.autograd.Function):
         alpha[0] = 1.0 / states
         norms = x.new_empty(frames, batch)  # each frame's rescaling factor
         if x.device.type == "cpu" and LATTICE_IN_NUMBA:
-            _global_forward(em.contiguous().numpy(), stay.contiguous().numpy(), alpha.numpy(), norms.numpy())
+            _over_chunks(_global_forward, batch, em.contiguous().numpy(), stay.contiguous().numpy(), alpha.numpy(), norms.numpy())
         else:
             blocks = em.view(frames, batch * msb, NUM_BASES, NUM_BASES)  # one 4x4 matrix per (n, q)
             for t in range(frames):
@@ -121,7 +122,7 @@ class _GlobalLogZ(torch.autograd.Function):
         beta = alpha.new_empty(alpha.shape)  # rescaled per frame, like alpha
         beta[frames] = 1.0
         if em.device.type == "cpu" and LATTICE_IN_NUMBA:
-            _global_backward(em.contiguous().numpy(), stay.contiguous().numpy(), beta.numpy())
+            _over_chunks(_global_backward, batch, em.contiguous().numpy(), stay.contiguous().numpy(), beta.numpy())
         else:
             blocks = em.view(frames, batch * msb, NUM_BASES, NUM_BASES).transpose(2, 3)
             for t in range(frames - 1, -1, -1):
@@ -139,6 +140,23 @@ class _GlobalLogZ(torch.autograd.Function):
         return post.view(frames, batch, -1), None, None
 
 
+def _over_chunks(kernel, batch: int, *args) -> None:  # noqa: ANN001 - a numba kernel taking (first, end, ...)
+    """``kernel`` over chunks [0, batch), split across torch's intra-op thread count (the kernels release the GIL).
+
+    Python threads rather than numba's parallel loops: those run on the OpenMP pool torch also
+    uses, after which torch's own reductions no longer gave bit-identical results, and a resumed
+    training run must repeat the straight run exactly (tests/test_train_cli.py).
+    """
+    workers = max(1, min(torch.get_num_threads(), batch))
+    if workers == 1:
+        kernel(0, batch, *args)
+        return
+    bounds = np.linspace(0, batch, workers + 1).astype(np.int64)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgecall-crf-loss") as pool:
+        for done in [pool.submit(kernel, int(a), int(b), *args) for a, b in zip(bounds[:-1], bounds[1:])]:
+            done.result()
+
+
 @njit(cache=True, nogil=True)
 def _log_add(a: float, b: float) -> float:
     """log(exp(a) + exp(b)), -inf when both are."""
@@ -149,12 +167,12 @@ def _log_add(a: float, b: float) -> float:
     return a + np.log1p(np.exp(b - a))
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _target_forward(moves: np.ndarray, n_states: np.ndarray, blank: float, alpha: np.ndarray) -> np.ndarray:
-    """Fills ``alpha`` (T+1, N, S+1) (log space; -inf beyond each chunk's lattice) and returns each chunk's logZ."""
-    frames, batch, width = moves.shape
-    logz = np.empty(batch, moves.dtype)
-    for n in prange(batch):
+@njit(cache=True, nogil=True)
+def _target_forward(first: int, end: int, moves: np.ndarray, n_states: np.ndarray, blank: float, alpha: np.ndarray,
+                    logz: np.ndarray) -> None:
+    """Fills ``alpha`` (T+1, N, S+1) (log space; -inf beyond each chunk's lattice) and ``logz`` of chunks [first, end)."""
+    frames = moves.shape[0]
+    for n in range(first, end):
         last = n_states[n] - 1
         alpha[0, n, :] = -np.inf
         alpha[0, n, 0] = 0.0
@@ -165,15 +183,15 @@ def _target_forward(moves: np.ndarray, n_states: np.ndarray, blank: float, alpha
                 nxt[s] = _log_add(a[s] + blank, a[s - 1] + move[s - 1])
             nxt[last + 1 :] = -np.inf
         logz[n] = alpha[frames, n, last]
-    return logz
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _target_backward(moves: np.ndarray, n_states: np.ndarray, blank: float, alpha: np.ndarray, logz: np.ndarray,
-                     grad: np.ndarray, post: np.ndarray) -> None:
-    """Fills ``post`` (T, N, S) with each move's posterior times its chunk's ``grad``; beta is kept one frame at a time."""
-    frames, batch, width = moves.shape
-    for n in prange(batch):
+@njit(cache=True, nogil=True)
+def _target_backward(first: int, end: int, moves: np.ndarray, n_states: np.ndarray, blank: float, alpha: np.ndarray,
+                     logz: np.ndarray, grad: np.ndarray, post: np.ndarray) -> None:
+    """Fills ``post`` (T, N, S) of chunks [first, end) with each move's posterior times its chunk's ``grad``;
+    beta is kept one frame at a time."""
+    frames, _, width = moves.shape
+    for n in range(first, end):
         last = n_states[n] - 1
         beta = np.full(width + 1, -np.inf, moves.dtype)
         cur = np.empty(width + 1, moves.dtype)
@@ -204,7 +222,8 @@ class _TargetLogZ(torch.autograd.Function):
         if moves.device.type == "cpu" and LATTICE_IN_NUMBA:
             moves_np, n_states_np = moves.contiguous().numpy(), n_states.to(torch.int64).contiguous().numpy()
             alpha = np.empty((frames + 1, batch, moves.shape[2] + 1), moves_np.dtype)
-            logz = _target_forward(moves_np, n_states_np, moves_np.dtype.type(blank), alpha)
+            logz = np.empty(batch, moves_np.dtype)
+            _over_chunks(_target_forward, batch, moves_np, n_states_np, moves_np.dtype.type(blank), alpha, logz)
             ctx.cpu = (moves_np, n_states_np, alpha, logz)
             return torch.from_numpy(logz.copy())
         ctx.cpu = None
@@ -223,7 +242,8 @@ class _TargetLogZ(torch.autograd.Function):
             moves_np, n_states_np, alpha_np, logz_np = ctx.cpu
             post_np = np.empty_like(moves_np)
             grad_np = grad.detach().to(ctx.dtype).contiguous().numpy()
-            _target_backward(moves_np, n_states_np, moves_np.dtype.type(ctx.blank), alpha_np, logz_np, grad_np, post_np)
+            _over_chunks(_target_backward, moves_np.shape[1], moves_np, n_states_np, moves_np.dtype.type(ctx.blank),
+                         alpha_np, logz_np, grad_np, post_np)
             return torch.from_numpy(post_np), None, None
         moves, alpha, n_states = ctx.saved_tensors
         frames, batch, _ = moves.shape
