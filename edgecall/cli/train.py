@@ -129,6 +129,8 @@ def train_command(
         raise EdgecallError(f"the shares of --real-fraction, --aligned-fraction, --teacher-fraction and --data-fraction "
                             f"add up to {shares:g}, more than the whole batch")
     augmentation = _augmentation(augment)
+    if sim_level_noise is not None and sim_level_noise < 0:
+        raise UsageError(f"--sim-level-noise must not be negative, got {sim_level_noise:g}")
     chem = _config_chemistry(model_config)
     references = list(reference) or list(default_references())
     data_options = {
@@ -149,8 +151,6 @@ def train_command(
         data_options.update({"aligned_reads": [str(p) for p in aligned_reads], "aligned_bam": [str(p) for p in aligned_bam],
                              "aligned_fraction": aligned_fraction, "holdout_read": sorted(holdout_read)})
     records = load_references(references)
-    if sim_level_noise is not None and sim_level_noise < 0:
-        raise UsageError(f"--sim-level-noise must not be negative, got {sim_level_noise:g}")
     overrides = {} if sim_level_noise is None else {"level_noise": sim_level_noise}
     simulation = SimulationOptions.for_chemistry(chem.name, model_config.sample_rate, **overrides)
     sim = SimulatedData(random_fraction=random_fraction if records else 1.0, seed=seed, simulation=simulation)

@@ -86,13 +86,17 @@ def to_batch(chunks: Sequence[Chunk]) -> Batch:
 
 
 def cut_window(signal: np.ndarray, positions: np.ndarray, bases: np.ndarray, start: int, chunksize: int,
-               config: ModelConfig) -> tuple[np.ndarray, np.ndarray] | None:
-    """(window, targets) with ``positions`` sorted sample indices of ``bases``; None if the CRF cannot fit it."""
-    lo, hi = np.searchsorted(positions, [start, start + chunksize])
+               config: ModelConfig, width: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(window, targets) with ``positions`` sorted sample indices of ``bases``; None if the CRF cannot fit it.
+
+    ``width``: samples the window covers when it will be resampled to ``chunksize`` (augmentation);
+    the targets must still fit the frames of ``chunksize``."""
+    width = chunksize if width is None else width
+    lo, hi = np.searchsorted(positions, [start, start + width])
     frames, state_len = config.frames(chunksize), config.state_len
     if not state_len <= hi - lo <= frames + state_len:
         return None
-    return np.ascontiguousarray(signal[start : start + chunksize]), bases[lo:hi]
+    return np.ascontiguousarray(signal[start : start + width]), bases[lo:hi]
 
 
 def codes(sequence: str) -> np.ndarray:

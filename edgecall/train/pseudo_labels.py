@@ -228,23 +228,13 @@ class PseudoLabelledSource:
                 pick = int(rng.choice(len(self.reads), p=self.weights))
                 read = self.reads[pick]
                 start = int(read.positions[0]) + int(rng.integers(0, self.spans[pick]))
-                if self.augment is None:
-                    cut = cut_window(read.signal, read.positions, read.bases, start, self.chunksize, self.config)
-                else:
-                    cut = self._augmented(rng, read, start)
+                width = self.augment.window(rng, self.chunksize) if self.augment is not None else None
+                cut = cut_window(read.signal, read.positions, read.bases, start, self.chunksize, self.config, width)
                 if cut is not None:
-                    out.append(Chunk(cut[0], cut[1], read.read_id, start, read.trimmed))
+                    signal = cut[0] if self.augment is None else self.augment.apply(rng, cut[0], self.chunksize)
+                    out.append(Chunk(signal, cut[1], read.read_id, start, read.trimmed))
                     break
             else:
                 raise EdgecallError(f"step {step}: no real chunk of {self.chunksize} samples "
                                     f"fits the CRF in {MAX_ATTEMPTS} draws")
         return out
-
-    def _augmented(self, rng: np.random.Generator, read: LabelledRead, start: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """As :func:`cut_window`, over a window of drawn length that is then resampled to the chunksize."""
-        assert self.augment is not None
-        width = self.augment.window(rng, self.chunksize)
-        lo, hi = np.searchsorted(read.positions, [start, start + width])
-        if not self.config.state_len <= hi - lo <= self.config.frames(self.chunksize) + self.config.state_len:
-            return None
-        return self.augment.apply(rng, read.signal[start : start + width], self.chunksize), read.bases[lo:hi]
