@@ -17,7 +17,7 @@ from edgecall.config import ModelConfig, rnn_encoder_config  # noqa: E402
 from edgecall.errors import EdgecallError  # noqa: E402
 from edgecall.export.compile import compile_checkpoint  # noqa: E402
 from edgecall.export.shrink import BETA, GAMMA, ZETA, keep_mask, masked_state  # noqa: E402
-from edgecall.model.checkpoint import EDGECALL_FORMAT, load_checkpoint  # noqa: E402
+from edgecall.model.checkpoint import EDGECALL_FORMAT, LoadedCheckpoint, load_checkpoint  # noqa: E402
 from edgecall.model.crf import BonitoCRF, build_model  # noqa: E402
 from edgecall.train.masked_model import (  # noqa: E402
     INIT_FULLY_ON_PROBABILITY, MaskedBonitoCRF, crf_head_sources, delayed_lambda, from_checkpoint_state, from_loaded,
@@ -174,5 +174,31 @@ def test_pretrained_head_merges_and_copies_kmers(tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(same.eval()(signal()), from_loaded(ckpt).eval()(signal()))
         assert torch.equal(shorter.encoder[8].rnn.weight_hh_l0, same.encoder[8].rnn.weight_hh_l0)
-    with pytest.raises(EdgecallError, match="more than the CRF state length"):
+    with pytest.raises(EdgecallError, match="more than the CRF state length and LSTM widths"):
         from_pretrained(ckpt, TINY.replace(encoder=rnn_encoder_config(conv_channels=(4, 16, 16), hidden_sizes=(8,) * 4, state_len=2)))
+
+
+def test_widened_model_computes_what_it_was_and_learns_with_its_new_neurons() -> None:
+    source = sparse_model(seed=3)
+    weights = {k: v for k, v in to_checkpoint_state(source).items() if not k.endswith("log_alpha")}
+    masks = tuple(layer.log_alpha.detach() for layer in source.masked_layers())
+    ckpt = LoadedCheckpoint(Path("s.pt"), "edgecall", "", TINY, weights, masks)
+    wider_config = TINY.replace(encoder=TINY.encoder.with_hidden_sizes((12, 8, 16, 12, 9)))
+    torch.manual_seed(1)
+    wider = from_pretrained(ckpt, wider_config).eval()
+    with torch.no_grad():
+        x = signal()
+        np.testing.assert_allclose(wider(x).numpy(), source(x).numpy(), atol=1e-5)
+    # the old masks hold; every new neuron is on
+    old, new = kept_neurons(source), kept_neurons(wider)
+    assert new == tuple(k + (w - 8) for k, w in zip(old, (12, 8, 16, 12, 9)))
+    # the new neurons get gradient in their first step: on their outgoing weights at once
+    wider.train()
+    wider(signal()).square().mean().backward()
+    head = wider.encoder[wider_config.encoder.head_index].linear.weight
+    assert head.grad[:, 8:].abs().sum() > 0
+    # state length and width change together; a narrower model is refused
+    both = from_pretrained(ckpt, wider_config.with_state_len(1))
+    assert both.encoder[wider_config.encoder.head_index].linear.weight.shape == (16, 9)
+    with pytest.raises(EdgecallError, match="only narrows by pruning"):
+        from_pretrained(ckpt, TINY.replace(encoder=TINY.encoder.with_hidden_sizes((8, 8, 4, 8, 8))))

@@ -77,7 +77,7 @@ def test_train_resume_compile_and_run(tmp_path: Path, labelled_reads: tuple[Path
     assert len(parse(called.stdout)) == 3
 
 
-def test_init_from_starts_a_new_run_with_another_state_len(tmp_path: Path) -> None:
+def test_init_from_starts_a_new_run_with_another_state_len_or_width(tmp_path: Path) -> None:
     first = edgecall("train", str(tmp_path / "base"), *TINY, "--steps", "2")
     assert first.returncode == 0, first.stderr
     source = checkpoints(tmp_path / "base")[-1][1]
@@ -93,8 +93,14 @@ def test_init_from_starts_a_new_run_with_another_state_len(tmp_path: Path) -> No
     assert again.returncode == 0 and "resuming checkpoint_00000002.pt -> step 3" in again.stderr, again.stderr
     assert [line for line in again.stderr.splitlines() if "note:" in line] == [
         "edgecall train: note: steps was 2 in the previous call, now 3"]
-    clash = edgecall("train", str(tmp_path / "clash"), "--hidden", "16", "--init-from", str(source))
-    assert clash.returncode == 1 and "drop --hidden" in clash.stderr and "Traceback" not in clash.stderr
+    clash = edgecall("train", str(tmp_path / "clash"), "--features", "16", "--init-from", str(source))
+    assert clash.returncode == 1 and "drop --features" in clash.stderr and "Traceback" not in clash.stderr
+    narrower = edgecall("train", str(tmp_path / "narrow"), "--hidden", "4", "--init-from", str(source))
+    assert narrower.returncode == 1 and "only widens" in narrower.stderr and "Traceback" not in narrower.stderr
+    wider = edgecall("train", str(tmp_path / "wide"), *TINY[8:], "--hidden", "12", "--init-from", str(source), "--steps", "1")
+    assert wider.returncode == 0, wider.stderr
+    assert "LSTM 12,12" in wider.stderr and "step 1 loss" in wider.stderr
+    assert load_checkpoint(checkpoints(tmp_path / "wide")[-1][1]).config.encoder.hidden_sizes == (12, 12)
 
 
 def test_r10_model_from_simulated_and_reference_labelled_reads(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
 def train_command(
     out_dir: Path = typer.Argument(..., help="Folder for checkpoints, train.tsv and data.json; a run already there resumes."),
     config: Optional[Path] = typer.Option(None, "--config", help="Model config TOML (edgecall or bonito); instead of the size options below."),
-    hidden: Optional[int] = typer.Option(None, "--hidden", help=f"LSTM neurons per layer before masking (default {DEFAULT_HIDDEN})."),
+    hidden: Optional[int] = typer.Option(None, "--hidden", help=f"LSTM neurons per layer before masking (default {DEFAULT_HIDDEN}; with --init-from, widens its LSTMs to this: the new neurons feed the next layer through zero weights at first, so the model starts out computing what it did)."),
     layers: Optional[int] = typer.Option(None, "--layers", help=f"LSTM layers (default {DEFAULT_LAYERS})."),
     state_len: Optional[int] = typer.Option(None, "--state-len", help=f"CRF state k-mer length (default {DEFAULT_STATE_LEN}: 1024 outputs)."),
     features: Optional[int] = typer.Option(None, "--features", help="Channels of the last convolution (default: --hidden)."),
@@ -224,16 +224,26 @@ def _config_chemistry(config: ModelConfig) -> Chemistry:
 
 
 def _pretrained_config(out_dir: Path, init_from: Path, config: Path | None, size: dict[str, int | None]) -> ModelConfig:
-    """The model of ``init_from``, with --state-len if given; other size options would not fit its weights."""
+    """The model of ``init_from``, with --state-len and a wider --hidden if given; other size options would not fit
+    its weights."""
     from edgecall.model.checkpoint import load_checkpoint
 
-    given = [k for k, v in size.items() if v is not None and k != "state_len"]
+    given = [k for k, v in size.items() if v is not None and k not in ("state_len", "hidden")]
     if config is not None or given:
         names = (["config"] if config is not None else []) + given
         raise EdgecallError(
             f"--init-from takes the model from {init_from}; drop --{', --'.join(n.replace('_', '-') for n in names)}"
         )
     base = load_checkpoint(init_from).config
+    hidden = size["hidden"]
+    if hidden is not None:
+        stored = base.encoder.hidden_sizes
+        if not stored or hidden < max(stored):
+            raise EdgecallError(
+                f"--hidden {hidden}: {init_from} has LSTMs of {', '.join(map(str, stored)) or 'none'}; --init-from only "
+                "widens them (new neurons start with zero weight on the output), a model narrows by pruning"
+            )
+        base = base.replace(encoder=base.encoder.with_hidden_sizes((hidden,) * len(stored)))
     return base.with_state_len(size["state_len"] or base.state_len).replace(name=out_dir.name)
 
 

@@ -185,19 +185,32 @@ def crf_head_sources(old_state_len: int, new_state_len: int) -> list[list[int]]:
 def from_pretrained(ckpt: LoadedCheckpoint, config: ModelConfig) -> MaskedBonitoCRF:
     """A gated model with ``config`` started from ``ckpt``'s weights (Bonito's ``--pretrained``).
 
-    Everything but the CRF state length must match. With another state length the
-    head is re-derived: each new output's weights and bias are the mean of the old
-    outputs it stands for (:func:`crf_head_sources`), so the new head starts from
-    the old one's average score instead of from noise (sparse-sl3, state_len 4 -> 3,
-    was at 0.846 lambda identity after 200 steps; its source at 0.875).
+    Everything but the CRF state length and the LSTM widths must match. With another
+    state length the head is re-derived: each new output's weights and bias are the
+    mean of the old outputs it stands for (:func:`crf_head_sources`), so the new head
+    starts from the old one's average score instead of from noise (sparse-sl3, state_len
+    4 -> 3, was at 0.846 lambda identity after 200 steps; its source at 0.875). Wider
+    LSTMs keep every old neuron and add new ones (:func:`widened_state`): the model
+    computes what ``ckpt`` did at step 0 and has room to learn more.
     """
     old_len, new_len = ckpt.config.state_len, config.state_len
-    if ckpt.config.with_state_len(new_len).replace(name=config.name, decoder=config.decoder) != config:
+    old_sizes, new_sizes = ckpt.config.encoder.hidden_sizes, config.encoder.hidden_sizes
+    base = ckpt.config.with_state_len(new_len)
+    if len(old_sizes) == len(new_sizes):
+        base = base.replace(encoder=base.encoder.with_hidden_sizes(new_sizes))
+    if base.replace(name=config.name, decoder=config.decoder) != config:
         raise EdgecallError(
-            f"{ckpt.source}: its model differs from this run's in more than the CRF state length; "
-            "start from it without size options (--hidden, --layers, --features, --config)"
+            f"{ckpt.source}: its model differs from this run's in more than the CRF state length and LSTM widths; "
+            "start from it without size options (--layers, --features, --config)"
+        )
+    if any(new < old for old, new in zip(old_sizes, new_sizes)):
+        raise EdgecallError(
+            f"{ckpt.source}: its LSTMs ({', '.join(map(str, old_sizes))}) are wider than asked "
+            f"({', '.join(map(str, new_sizes))}); a model only narrows by pruning"
         )
     state = _gated_state(ckpt)
+    if new_sizes != old_sizes:
+        state = widened_state(ckpt.config, state, config.with_state_len(old_len))
     if new_len != old_len:
         rows = crf_head_sources(old_len, new_len)
         head = config.encoder.head_index
@@ -207,3 +220,39 @@ def from_pretrained(ckpt: LoadedCheckpoint, config: ModelConfig) -> MaskedBonito
             old = state[name]
             state[name] = torch.stack([old[r].mean(dim=0) for r in rows])
     return from_checkpoint_state(config, state)
+
+
+def widened_state(old: ModelConfig, state: dict[str, Tensor], config: ModelConfig) -> dict[str, Tensor]:
+    """``state`` of ``old`` grown to ``config``'s wider LSTMs, computing the same function (Net2Net-style).
+
+    Each old neuron keeps its weights and gets zero weights from the new neurons; each
+    new neuron starts as a fresh layer's would (random weights in, a fresh gate) but
+    its output feeds the next layer through zero weights. So at step 0 the new
+    neurons change nothing, and the first gradient reaches them through those zero
+    weights (which see their non-zero output) before flowing back into them.
+    """
+    grown = {k: v.detach().clone() for k, v in MaskedBonitoCRF(config).state_dict().items()}
+    old_layers, new_layers = old.encoder.sublayers, config.encoder.sublayers
+    for index, (was, now) in enumerate(zip(old_layers, new_layers)):
+        if isinstance(now, Recurrent):
+            h, h_new = was.size, now.size
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                key = f"encoder.{index}.rnn.{name}_l0"
+                for g in range(LSTM_GATES):
+                    rows = slice(g * h_new, g * h_new + h)
+                    source = state[key][g * h:(g + 1) * h]
+                    if source.dim() == 1:
+                        grown[key][rows] = source
+                    else:
+                        grown[key][rows] = 0.0
+                        grown[key][rows, : source.shape[1]] = source
+            grown[gate_key(index)][:h] = state[gate_key(index)]
+        else:
+            for key in [k for k in state if k.startswith(f"encoder.{index}.")]:
+                source = grown[key]
+                if source.shape == state[key].shape:
+                    grown[key] = state[key].clone()
+                else:  # a consumer of a widened LSTM: old inputs copied, new inputs weighted zero
+                    grown[key].zero_()
+                    grown[key][:, : state[key].shape[1]] = state[key]
+    return grown
