@@ -8,6 +8,8 @@ mismatches, insertions and deletions). Unmapped reads are counted, not scored.
 from __future__ import annotations
 
 import statistics
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -49,6 +51,18 @@ def measure(calls: Iterable[tuple[str, str]], reference: Path) -> AccuracyReport
         mean_identity=statistics.fmean(values) if values else 0.0,
         identities=identities,
     )
+
+
+def compiled(model: Path, folder: Path) -> Path:
+    """``model`` itself, or for a training checkpoint (.pt) its package compiled for the CPU into ``folder``."""
+    if model.suffix != ".pt":
+        return model
+    from edgecall.export.compile import compile_checkpoint
+
+    t0 = time.perf_counter()
+    compile_checkpoint(model, folder, targets=["CPU"], name=model.parent.name)
+    print(f"compiled {model} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return folder
 
 
 def fastq_calls(path: Path) -> list[tuple[str, str]]:

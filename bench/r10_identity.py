@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import measure  # noqa: E402
+from accuracy import compiled, measure  # noqa: E402
 from edgecall.package import load_package  # noqa: E402
 from edgecall.runtime.pipeline import Basecaller, RunOptions  # noqa: E402
 from edgecall.runtime.read import Read, ReadFailure  # noqa: E402
@@ -64,15 +64,7 @@ def main() -> None:
     parser.add_argument("--beam-width", type=int, help="decode with this beam width (default: the package's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model
-        if model.suffix == ".pt":
-            from edgecall.export.compile import compile_checkpoint
-
-            t0 = time.perf_counter()
-            compile_checkpoint(model, Path(tmp) / "pkg", targets=["CPU"], name=model.parent.name)
-            print(f"compiled {model} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-            model = Path(tmp) / "pkg"
-        package = load_package(str(model))
+        package = load_package(str(compiled(args.model, Path(tmp) / "pkg")))
         if args.beam_width:
             import dataclasses
 

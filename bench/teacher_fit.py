@@ -34,11 +34,10 @@ import re
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import fastq_calls, measure  # noqa: E402
+from accuracy import compiled, fastq_calls, measure  # noqa: E402
 from edgecall.package import load_package  # noqa: E402
 from edgecall.runtime.pipeline import Basecaller, RunOptions  # noqa: E402
 from edgecall.runtime.read import ReadFailure  # noqa: E402
@@ -143,22 +142,14 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory() as tmp:
         for index, model in enumerate(args.models):
-            name = model
-            if model.endswith(".pt"):
-                from edgecall.export.compile import compile_checkpoint
-
-                t0 = time.perf_counter()
-                package = Path(tmp) / f"pkg{index}"
-                compile_checkpoint(Path(model), package, targets=["CPU"], name=f"student{index}")
-                print(f"compiled {model} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-                model = str(package)
-            dev = call(model, args.reads, args.threads)
-            training = call(model, args.training_reads, args.threads)
+            package = str(compiled(Path(model), Path(tmp) / f"pkg{index}"))
+            dev = call(package, args.reads, args.threads)
+            training = call(package, args.training_reads, args.threads)
             fit = [x for x in (identity(training[r], labels[r]) for r in scored if r in training) if x is not None]
             agreement = [x for x in (identity(dev[r], teacher_dev[r]) for r in dev if r in teacher_dev) if x is not None]
             report = measure(dev.items(), args.reference)
             shared = ErrorMap(dev, args.reference).shared_share(teacher_errors)
-            print(f"| {name} | {report.median_identity:.4f} ({report.mapped}/{report.reads}) | "
+            print(f"| {model} | {report.median_identity:.4f} ({report.mapped}/{report.reads}) | "
                   f"{statistics.median(fit):.4f} ({len(fit)}) | {statistics.median(agreement):.4f} | {shared:.3f} |",
                   flush=True)
 

@@ -31,7 +31,7 @@ from edgecall.errors import EdgecallError
 from edgecall.export.shrink import BETA, GAMMA, LSTM_GATES, ZETA, keep_mask, nonzero_probability
 from edgecall.model.checkpoint import LoadedCheckpoint
 from edgecall.layers import Recurrent, recurrent_indices
-from edgecall.model.crf import BonitoCRF, gate_key, upgrade_format1_state, weight_key
+from edgecall.model.crf import BonitoCRF, gate_key, recurrent_key, upgrade_format1_state, weight_key
 
 INIT_FULLY_ON_PROBABILITY = 0.9  # P(gate == 1) of a fresh neuron: ~90% of neurons fully on in each training step
 # The sampled gate is exactly 1 when logit(u) >= beta ln((1 - gamma) / (zeta - 1)) - log_alpha, and
@@ -237,7 +237,7 @@ def widened_state(old: ModelConfig, state: dict[str, Tensor], config: ModelConfi
         if isinstance(now, Recurrent):
             h, h_new = was.size, now.size
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                key = f"encoder.{index}.rnn.{name}_l0"
+                key = recurrent_key(index, name)
                 for g in range(LSTM_GATES):
                     rows = slice(g * h_new, g * h_new + h)
                     source = state[key][g * h:(g + 1) * h]
@@ -249,8 +249,7 @@ def widened_state(old: ModelConfig, state: dict[str, Tensor], config: ModelConfi
             grown[gate_key(index)][:h] = state[gate_key(index)]
         else:
             for key in [k for k in state if k.startswith(f"encoder.{index}.")]:
-                source = grown[key]
-                if source.shape == state[key].shape:
+                if grown[key].shape == state[key].shape:
                     grown[key] = state[key].clone()
                 else:  # a consumer of a widened LSTM: old inputs copied, new inputs weighted zero
                     grown[key].zero_()
