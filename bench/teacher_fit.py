@@ -38,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import compiled, fastq_calls, measure  # noqa: E402
+from edgecall.devices.precision import cpu_description  # noqa: E402
 from edgecall.package import load_package  # noqa: E402
 from edgecall.runtime.pipeline import Basecaller, RunOptions  # noqa: E402
 from edgecall.runtime.read import ReadFailure  # noqa: E402
@@ -132,6 +133,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
 
+    print(f"# CPU: {cpu_description()}")
     labels = dict(fastq_calls(args.labels))
     scored = label_ids(labels, args.label_summary, args.min_qscore)
     teacher_dev = call(args.teacher, args.reads, args.threads)
