@@ -227,6 +227,7 @@ def _pretrained_config(out_dir: Path, init_from: Path, config: Path | None, size
     """The model of ``init_from``, with --state-len and a wider --hidden if given; other size options would not fit
     its weights."""
     from edgecall.model.checkpoint import load_checkpoint
+    from edgecall.train.masked_model import check_widening
 
     given = [k for k, v in size.items() if v is not None and k not in ("state_len", "hidden")]
     if config is not None or given:
@@ -238,11 +239,7 @@ def _pretrained_config(out_dir: Path, init_from: Path, config: Path | None, size
     hidden = size["hidden"]
     if hidden is not None:
         stored = base.encoder.hidden_sizes
-        if not stored or hidden < max(stored):
-            raise EdgecallError(
-                f"--hidden {hidden}: {init_from} has LSTMs of {', '.join(map(str, stored)) or 'none'}; --init-from only "
-                "widens them (new neurons start with zero weight on the output), a model narrows by pruning"
-            )
+        check_widening(f"--hidden {hidden}: {init_from}", stored, (hidden,) * len(stored))
         base = base.replace(encoder=base.encoder.with_hidden_sizes((hidden,) * len(stored)))
     return base.with_state_len(size["state_len"] or base.state_len).replace(name=out_dir.name)
 

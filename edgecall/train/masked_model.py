@@ -21,6 +21,7 @@ step, where this draws one sample per forward pass, shared by time and batch.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -203,11 +204,7 @@ def from_pretrained(ckpt: LoadedCheckpoint, config: ModelConfig) -> MaskedBonito
             f"{ckpt.source}: its model differs from this run's in more than the CRF state length and LSTM widths; "
             "start from it without size options (--layers, --features, --config)"
         )
-    if any(new < old for old, new in zip(old_sizes, new_sizes)):
-        raise EdgecallError(
-            f"{ckpt.source}: its LSTMs ({', '.join(map(str, old_sizes))}) are wider than asked "
-            f"({', '.join(map(str, new_sizes))}); a model only narrows by pruning"
-        )
+    check_widening(ckpt.source, old_sizes, new_sizes)
     state = _gated_state(ckpt)
     if new_sizes != old_sizes:
         state = widened_state(ckpt.config, state, config.with_state_len(old_len))
@@ -220,6 +217,17 @@ def from_pretrained(ckpt: LoadedCheckpoint, config: ModelConfig) -> MaskedBonito
             old = state[name]
             state[name] = torch.stack([old[r].mean(dim=0) for r in rows])
     return from_checkpoint_state(config, state)
+
+
+def check_widening(source: object, old_sizes: Sequence[int], new_sizes: Sequence[int]) -> None:
+    """Refuse LSTM widths below a checkpoint's: starting from it only widens (:func:`widened_state`); a model
+    narrows by pruning, which keeps the neurons that matter instead of cutting arbitrary ones."""
+    if not old_sizes or any(new < old for old, new in zip(old_sizes, new_sizes)):
+        raise EdgecallError(
+            f"{source}: its LSTMs ({', '.join(map(str, old_sizes)) or 'none'}) are wider than asked "
+            f"({', '.join(map(str, new_sizes))}); starting from a model only widens it (new neurons start with "
+            "zero weight on the output), a model narrows by pruning"
+        )
 
 
 def widened_state(old: ModelConfig, state: dict[str, Tensor], config: ModelConfig) -> dict[str, Tensor]:
