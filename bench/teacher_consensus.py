@@ -22,6 +22,7 @@ in f32 on the OpenVINO CPU.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import re
 import statistics
@@ -92,11 +93,9 @@ def main() -> None:
     parser.add_argument("--min-members", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    try:
-        import edlib  # noqa: F401
-        import pyabpoa  # noqa: F401
-    except ImportError as exc:
-        raise SystemExit(f"teacher_consensus.py: {exc}; pip install pyabpoa edlib") from None
+    missing = [name for name in ("edlib", "pyabpoa") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SystemExit(f"teacher_consensus.py: needs {' and '.join(missing)}: pip install pyabpoa edlib")
 
     print(f"# CPU: {cpu_description()}")
     with tempfile.TemporaryDirectory() as tmp:
