@@ -12,7 +12,7 @@ import pytest
 from edgecall.errors import EdgecallError
 from edgecall.runtime.backends import chunk_major
 from edgecall.runtime.decode.crf import beam_search, decode_batch, mean_qscore, viterbi
-from edgecall.runtime.decode.crf_posteriors import guides
+from edgecall.runtime.decode.crf_posteriors import _make_transpose, guides
 from edgecall.runtime.decode.crf_search import beam_path, viterbi_path
 
 def crf_scores(rng: np.random.Generator, frames: int, state_len: int, peak: float = 1.5) -> np.ndarray:
@@ -241,6 +241,32 @@ def test_decode_batch_equals_one_chunk_at_a_time(mode: str) -> None:
     for layout, first in ((chunk_major(batch), 0), (chunk_major(batch)[:, :3], 0), (batch[:, 1:4], 1)):
         got = decode_batch(layout, mode=mode, state_len=3, qscale=0.9, qbias=0.5)
         assert [(c.sequence, c.qstring, c.moves.tobytes()) for c in got] == want[first : first + layout.shape[1]]
+
+
+@pytest.mark.parametrize("width", [8, 16])
+def test_scan_order_transpose_at_either_vector_width(width: int) -> None:
+    """Both widths the decoder picks by CPU (8 on AVX2/NEON, 16 on AVX-512) move every score to scan order:
+    score 16q + k of a frame to k * (C/16) + q, for the blocks they cover."""
+    from numba import njit
+
+    transpose = _make_transpose(width)
+
+    @njit
+    def scan_order(row: np.ndarray, out: np.ndarray, msb: int) -> None:
+        for q in range(0, msb - msb % width, width):
+            transpose(row, 16 * q, out, q, msb)
+
+    row = np.arange(1024, dtype=np.float32)
+    out = np.full(1024, -1.0, np.float32)
+    scan_order(row, out, 64)
+    expected = row.reshape(64, 16).T.reshape(-1)  # out[k * 64 + q] = row[16 q + k]
+    assert np.array_equal(out, expected)
+    partial = np.full(16 * 24, -1.0, np.float32)  # 24 groups: only the whole blocks are moved here
+    scan_order(np.arange(16 * 24, dtype=np.float32), partial, 24)
+    moved = 24 - 24 % width
+    layout = partial.reshape(16, 24)
+    assert np.array_equal(layout[:, :moved], np.arange(16 * 24, dtype=np.float32).reshape(24, 16).T[:, :moved])
+    assert np.all(layout[:, moved:] == -1.0)
 
 
 def test_chunk_major_keeps_values_and_lays_chunks_out_whole() -> None:

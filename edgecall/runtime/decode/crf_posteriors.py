@@ -29,6 +29,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from edgecall.devices.precision import cpu_flags
+
 _F = np.float32
 # Cephes expf/logf: polynomial cores around a power-of-two split done on the float bits.
 _LOG2E = _F(1.44269504088896341)
@@ -56,56 +58,69 @@ _FMA = {"contract"}
 _FMA_REORDER = {"contract", "reassoc", "nsz", "arcp"}
 
 
-_BLOCK = 16  # the transposed block is 16 x 16 float32: sixteen 64-byte vectors
-_VECTOR = ir.VectorType(ir.FloatType(), _BLOCK)
-# shufflevector masks that interleave two vectors' low (high) halves: a0 b0 a1 b1 ...
-_ZIP_LOW = ir.Constant(ir.VectorType(ir.IntType(32), _BLOCK), [i // 2 + _BLOCK * (i % 2) for i in range(_BLOCK)])
-_ZIP_HIGH = ir.Constant(
-    ir.VectorType(ir.IntType(32), _BLOCK), [_BLOCK // 2 + i // 2 + _BLOCK * (i % 2) for i in range(_BLOCK)]
-)
+def _zip_masks(width: int) -> tuple[ir.Constant, ir.Constant]:
+    """shufflevector masks that interleave two ``width``-float vectors' low (high) halves: a0 b0 a1 b1 ..."""
+    mask = ir.VectorType(ir.IntType(32), width)
+    return (ir.Constant(mask, [i // 2 + width * (i % 2) for i in range(width)]),
+            ir.Constant(mask, [width // 2 + i // 2 + width * (i % 2) for i in range(width)]))
 
 
-@intrinsic
-def _transpose_block(typingctx, src, start, dst, offset, stride):  # noqa: ANN001, ANN202, ARG001 - numba's signature
-    """dst[offset + k*stride + i] = src[start + 16*i + k] for i, k < 16, in registers.
+def _make_transpose(width: int):  # noqa: ANN202 - a numba intrinsic
+    """An intrinsic ``f(src, start, dst, offset, stride)``: dst[offset + k*stride + i] = src[start + 16*i + k]
+    for i < ``width``, k < 16, in registers.
 
-    Loaded as 16 vectors, zipped four times (a perfect shuffle), stored as 16
-    vectors. As a loop of scalar copies the same transpose cost more than the
-    exponentials themselves. No bounds checks: the caller keeps both blocks in range.
+    Each run of ``width`` k's is loaded as ``width`` vectors (one per i), zipped log2(width) times (a perfect
+    shuffle transposes the square), and stored as ``width`` vectors. As a loop of scalar copies the same
+    transpose cost more than the exponentials themselves. ``width`` is the CPU's float32 vector: 16 fills
+    AVX-512; on AVX2 the 16-wide shuffles split into cross-lane permutes that cost as much as the
+    exponentials, where 8 x 8 squares cost a third of that (bench/RESULTS.md, issue 19). No bounds checks:
+    the caller keeps both blocks in range.
     """
-    floats = (src, dst)
-    if not all(
-        isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float32 for a in floats
-    ):  # contiguous float32 rows: the block moves as whole vectors
-        return None
-    if not all(isinstance(i, types.Integer) for i in (start, offset, stride)):
-        return None
+    vector = ir.VectorType(ir.FloatType(), width)
+    zips = _zip_masks(width)
+    stages = width.bit_length() - 1
 
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
-        src_type, dst_type = signature.args[0], signature.args[2]
-        src_ary = context.make_array(src_type)(context, builder, args[0])
-        dst_ary = context.make_array(dst_type)(context, builder, args[2])
-        start_, offset_, stride_ = (
-            context.cast(builder, args[i], signature.args[i], types.intp) for i in (1, 3, 4)
-        )
-        intp = context.get_value_type(types.intp)
+    @intrinsic
+    def transpose(typingctx, src, start, dst, offset, stride):  # noqa: ANN001, ANN202, ARG001 - numba's signature
+        floats = (src, dst)
+        if not all(
+            isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float32 for a in floats
+        ):  # contiguous float32 rows: the block moves as whole vectors
+            return None
+        if not all(isinstance(i, types.Integer) for i in (start, offset, stride)):
+            return None
 
-        def vector_at(arytype, ary, index):  # noqa: ANN001, ANN202
-            ptr = cgutils.get_item_pointer(context, builder, arytype, ary, [index])
-            return builder.bitcast(ptr, _VECTOR.as_pointer())
+        def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+            src_type, dst_type = signature.args[0], signature.args[2]
+            src_ary = context.make_array(src_type)(context, builder, args[0])
+            dst_ary = context.make_array(dst_type)(context, builder, args[2])
+            start_, offset_, stride_ = (
+                context.cast(builder, args[i], signature.args[i], types.intp) for i in (1, 3, 4)
+            )
+            intp = context.get_value_type(types.intp)
 
-        rows = [builder.load(vector_at(src_type, src_ary, builder.add(start_, intp(_BLOCK * i))), align=4)
-                for i in range(_BLOCK)]
-        half = _BLOCK // 2
-        for _ in range(4):  # log2(16) zips of row i with row i + 8 transpose the block
-            rows = [
-                builder.shuffle_vector(rows[i], rows[i + half], mask) for i in range(half) for mask in (_ZIP_LOW, _ZIP_HIGH)
-            ]
-        for k in range(_BLOCK):
-            builder.store(rows[k], vector_at(dst_type, dst_ary, builder.add(offset_, builder.mul(stride_, intp(k)))), align=4)
-        return context.get_dummy_value()
+            def vector_at(arytype, ary, index):  # noqa: ANN001, ANN202
+                ptr = cgutils.get_item_pointer(context, builder, arytype, ary, [index])
+                return builder.bitcast(ptr, vector.as_pointer())
 
-    return types.void(src, start, dst, offset, stride), codegen
+            half = width // 2
+            for first in range(0, 16, width):  # k = first .. first + width - 1
+                rows = [builder.load(vector_at(src_type, src_ary, builder.add(start_, intp(16 * i + first))), align=4)
+                        for i in range(width)]
+                for _ in range(stages):
+                    rows = [builder.shuffle_vector(rows[i], rows[i + half], mask) for i in range(half) for mask in zips]
+                for k in range(width):
+                    place = builder.add(offset_, builder.mul(stride_, intp(first + k)))
+                    builder.store(rows[k], vector_at(dst_type, dst_ary, place), align=4)
+            return context.get_dummy_value()
+
+        return types.void(src, start, dst, offset, stride), codegen
+
+    return transpose
+
+
+_BLOCK = 16 if "avx512f" in cpu_flags() else 8  # float32 lanes of the CPU's widest vector (AVX2 and NEON: 8 or fewer)
+_transpose_block = _make_transpose(_BLOCK)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FMA)
