@@ -36,7 +36,8 @@ class OpenVinoBackend:
             model = core.read_model(str(source))
             model.reshape({model.inputs[0].get_any_name(): ov.PartialShape([batch_size, 1, chunksize])})
             model = _chunk_major_output(ov, model)
-            if target == "CPU" and inference_precision == "f32" and ir_name is None and "avx512f" not in cpu_flags():
+            on_cpu = target == "CPU" or target.split(":")[0] in VIRTUAL_DEVICES  # AUTO calls as the CPU does
+            if on_cpu and inference_precision == "f32" and ir_name is None and "avx512f" not in cpu_flags():
                 _tanh_via_sigmoid(model)
         except RuntimeError as exc:
             raise EdgecallError(f"{source}: OpenVINO could not read the model ({_first_line(exc)})") from None
@@ -153,10 +154,10 @@ def _tanh_via_sigmoid(model) -> int:  # noqa: ANN001 - openvino Model
     into the matrix product as a post-op, and on AVX2 that post-op cost more than
     the product itself: the default model's 80 x 1,024 head took 74 of its 226 ms per
     16-chunk batch, against 38 ms with a sigmoid post-op (bench/RESULTS.md, issue 19).
-    The two forms agree to float32 rounding (1.2e-6 on scores of magnitude 5), so this
-    is done only for f32 inference, only where it was measured (CPUs without AVX-512),
-    and never to the int8 IR or a reduced precision, whose agreement checks ran on the
-    graph as compiled.
+    The two forms agree to float32 rounding (1.2e-6 on scores of magnitude 5). Done only
+    for f32 inference on the CPU (or AUTO, which may pick it), only where it was measured
+    (CPUs without AVX-512), never to the int8 IR or a reduced precision, whose agreement
+    checks ran on the graph as compiled.
     """
     import openvino.opset13 as ops
 
