@@ -32,16 +32,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy import AccuracyReport, measure  # noqa: E402
 
 from edgecall.package import load_package  # noqa: E402
-from edgecall.runtime.decode import crf, ctc  # noqa: E402
 from edgecall.runtime.fastq import format_record  # noqa: E402
-from edgecall.runtime.pipeline import Basecaller, RunOptions  # noqa: E402
+from edgecall.runtime.pipeline import Basecaller, RunOptions, load_decoder  # noqa: E402
 from edgecall.runtime.read import ReadFailure  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -91,16 +89,10 @@ def bench_model(
 
 
 def load_decoders(models: list[str]) -> float:
-    """Decode one tiny input per model's decoder; the CPU seconds that took (numba cache loads)."""
+    """Load each model's decoder as ``edgecall run`` does before its clock starts; the CPU seconds that took."""
     start = time.thread_time()
     for model in models:
-        config = load_package(model).config
-        dec = config.decoder
-        if dec.kind == "crf":
-            crf.decode_batch(np.zeros((2, 1, config.num_outputs), np.float32), state_len=config.state_len,
-                             beam_width=dec.beam_width, threads=1)
-        else:
-            ctc.beam_search(np.full((2, config.num_outputs), 1 / config.num_outputs, np.float32), labels="".join(dec.labels))
+        load_decoder(load_package(model).config)
     return time.thread_time() - start
 
 

@@ -22,7 +22,7 @@ from edgecall.chemistry import LABELS, RunChemistry
 from edgecall.cli.exits import Interrupted, OutputClosed, finish_on_interrupt, signal_name
 from edgecall.errors import EdgecallError
 from edgecall.package import load_package
-from edgecall.runtime.pipeline import Basecaller, RunOptions
+from edgecall.runtime.pipeline import Basecaller, RunOptions, load_decoder
 from edgecall.runtime.output import open_output, output_format, require_pysam
 from edgecall.runtime.read import Idle, ReadFailure
 from edgecall.runtime.readers import count_reads, find_inputs, run_infos
@@ -92,6 +92,9 @@ def run_command(
                         advice=lambda chemistry: _advice(chemistry, directory))
     counts = {"called": 0, "filtered": 0, "failed": 0, "bases": 0}
     met: set[str] = set()  # with --read-ids: the listed ids the inputs held
+    loading = load_decoder(package.config, decode)
+    if loading >= 1.0:  # not charged to the run's speed below
+        sys.stderr.write(f"edgecall: compiled the decoder for this CPU in {loading:.1f} s (first run only: it is cached)\n")
     start = time.perf_counter()
     with ExitStack() as cleanup:  # each step runs even if one before it fails (a closed stdout)
         cleanup.push(_quiet_on_closed_output)

@@ -394,6 +394,27 @@ def _result_of(item: Future[CalledRead] | ReadFailure) -> CalledRead | ReadFailu
     return item if isinstance(item, ReadFailure) else item.result()
 
 
+def load_decoder(config: ModelConfig, mode: str = "beam") -> float:
+    """Decode one tiny input as the pipeline decodes, so the decoder's numba kernels are loaded before a read
+    waits on them; the wall seconds it took. Loading them from numba's disk cache takes ~0.3 s; the first run
+    after an install compiles them for this CPU first (~9 s on 2 Zen 3 cores), which a run's speed should
+    not be charged with, nor a user left to guess at."""
+    start = time.perf_counter()
+    dec = config.decoder
+    if dec.kind == "crf":
+        crf.decode_batch(np.zeros((2, 1, config.num_outputs), np.float32), mode=mode, threads=1, state_len=config.state_len,
+                         beam_width=dec.beam_width, beam_cut=dec.beam_cut, blank_score=config.blank_score,
+                         qscale=dec.qscale, qbias=dec.qbias)
+    else:
+        flat = np.full((2, config.num_outputs), 1.0 / config.num_outputs, np.float32)
+        if mode == "greedy":
+            ctc.greedy(flat, reverse=dec.reverse, labels="".join(dec.labels))
+        else:
+            ctc.beam_search(flat, reverse=dec.reverse, labels="".join(dec.labels), beam_width=dec.beam_width,
+                            beam_cut=dec.beam_cut)
+    return time.perf_counter() - start
+
+
 def auto_batch_size(device: str) -> int:
     """Chunks per call where each backend ran fastest in bench/throughput.py (2-core CPU):
     OpenVINO's throughput streams peak at 16 (and keep score buffers small), ONNX Runtime
