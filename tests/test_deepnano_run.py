@@ -65,3 +65,20 @@ def test_openvino_and_onnxruntime_agree(calls, shared_data: Path) -> None:
         matches += ident * n
         columns += n
     assert matches / columns >= 0.999
+
+
+def test_greedy_decoding_runs_and_calls_close_to_the_beam() -> None:
+    """--decode greedy on a CTC model: every read called, each close to the beam search's call (DeepNano-blitz's
+    beam 1 rule); it once failed with a traceback on every read."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "lambda_10reads.pod5"
+    runs = {}
+    for mode in ("greedy", "beam"):
+        result = subprocess.run(
+            [sys.executable, "-m", "edgecall", "run", "--model", "deepnano-blitz-w64", "--precision", "f32",
+             "--decode", mode, "--max-reads", "4", str(example)], capture_output=True, text=True, timeout=600,
+        )
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        runs[mode] = {r.read_id: r.sequence for r in parse(result.stdout)}
+    assert set(runs["greedy"]) == set(runs["beam"]) and len(runs["greedy"]) == 4
+    assert runs["greedy"] != runs["beam"]  # a different decoder, not the beam search again
+    assert all(mapped_identity(runs["greedy"][k], runs["beam"][k]) > 0.95 for k in runs["beam"])

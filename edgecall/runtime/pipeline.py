@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from edgecall.chemistry import RunChemistry, RunCheck, check_run, run_chemistry
-from edgecall.config import ModelConfig, validate_chunking
+from edgecall.config import DecoderConfig, ModelConfig, validate_chunking
 from edgecall.errors import EdgecallError, UsageError
 from edgecall.package import ModelPackage
 from edgecall.runtime.background import Stages
@@ -372,9 +372,7 @@ class Basecaller:
         else:
             t0, cpu0 = time.perf_counter(), time.thread_time()
             scores = stitch_scores(job.pieces, job.plan)
-            decode = ctc.greedy if self.options.decode_mode == "greedy" else ctc.beam_search
-            kwargs = {} if self.options.decode_mode == "greedy" else {"beam_width": dec.beam_width, "beam_cut": dec.beam_cut}
-            called = decode(scores, reverse=dec.reverse, labels="".join(dec.labels), **kwargs)
+            called = _ctc_decode(scores, dec, self.options.decode_mode)
             with self._times_lock:
                 self.times.decode += time.perf_counter() - t0
                 self.times.decode_cpu += time.thread_time() - cpu0
@@ -406,13 +404,17 @@ def load_decoder(config: ModelConfig, mode: str = "beam") -> float:
                          beam_width=dec.beam_width, beam_cut=dec.beam_cut, blank_score=config.blank_score,
                          qscale=dec.qscale, qbias=dec.qbias)
     else:
-        flat = np.full((2, config.num_outputs), 1.0 / config.num_outputs, np.float32)
-        if mode == "greedy":
-            ctc.greedy(flat, reverse=dec.reverse, labels="".join(dec.labels))
-        else:
-            ctc.beam_search(flat, reverse=dec.reverse, labels="".join(dec.labels), beam_width=dec.beam_width,
-                            beam_cut=dec.beam_cut)
+        _ctc_decode(np.full((2, config.num_outputs), 1.0 / config.num_outputs, np.float32), dec, mode)
     return time.perf_counter() - start
+
+
+def _ctc_decode(posteriors: np.ndarray, dec: DecoderConfig, mode: str) -> DecodedChunk:
+    """One read's stitched CTC posteriors decoded by ``mode``: greedy (the best label per frame, which reads the
+    same either way in time) or the model's beam search (in its direction, width and cut)."""
+    labels = "".join(dec.labels)
+    if mode == "greedy":
+        return ctc.greedy(posteriors, labels=labels)
+    return ctc.beam_search(posteriors, beam_width=dec.beam_width, beam_cut=dec.beam_cut, reverse=dec.reverse, labels=labels)
 
 
 def auto_batch_size(device: str) -> int:
