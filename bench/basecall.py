@@ -32,7 +32,6 @@ import sys
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy import AccuracyReport, measure  # noqa: E402

@@ -28,14 +28,14 @@ from edgecall.runtime.backends.openvino import _tanh_via_sigmoid  # noqa: E402
 
 
 def compiled(core, package, batch: int, threads: int, rewrite: bool):  # noqa: ANN001, ANN202 - openvino objects
+    """An inference request on the package's CPU network, its Tanh rewritten or not; and how many were."""
     import openvino as ov
 
     model = core.read_model(str(package.openvino_ir("CPU") or package.onnx_path))
-    chunksize = package.config.basecaller.chunksize
-    model.reshape({model.inputs[0].get_any_name(): ov.PartialShape([batch, 1, chunksize])})
+    model.reshape({model.inputs[0].get_any_name(): ov.PartialShape([batch, 1, package.config.basecaller.chunksize])})
     replaced = _tanh_via_sigmoid(model) if rewrite else 0
     config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
-    return core.compile_model(model, "CPU", config).create_infer_request(), replaced, chunksize
+    return core.compile_model(model, "CPU", config).create_infer_request(), replaced
 
 
 def best_ms(request, data: np.ndarray, passes: int) -> float:  # noqa: ANN001 - InferRequest
@@ -62,9 +62,10 @@ def main() -> None:
     print(f"# CPU: {cpu_description()}; OpenVINO {ov.get_version()}; f32, batch {args.batch}, {args.threads} thread(s)")
     for name in args.models:
         package = load_package(name)
-        (plain, _, chunksize), (rewritten, replaced, _) = (
-            compiled(core, package, args.batch, args.threads, rewrite) for rewrite in (False, True))
-        data = np.random.default_rng(0).standard_normal((args.batch, 1, chunksize)).astype(np.float32)
+        (plain, _), (rewritten, replaced) = (compiled(core, package, args.batch, args.threads, rewrite)
+                                             for rewrite in (False, True))
+        shape = (args.batch, 1, package.config.basecaller.chunksize)
+        data = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         for request in (plain, rewritten):
             request.infer({0: data})  # warm-up
         difference = float(np.abs(plain.get_output_tensor(0).data - rewritten.get_output_tensor(0).data).max())

@@ -323,11 +323,7 @@ class Basecaller:
                 filled = batch.scores[:, : len(batch.owners)]
                 if dec.kind == "crf":
                     cpu: list[float] = []
-                    batch.results = crf.decode_batch(
-                        filled, mode=self.options.decode_mode, state_len=self.config.state_len, beam_width=dec.beam_width,
-                        beam_cut=dec.beam_cut, blank_score=self.config.blank_score, qscale=dec.qscale, qbias=dec.qbias,
-                        cpu_seconds=cpu, pool=pool,
-                    )
+                    batch.results = _crf_decode(filled, self.config, self.options.decode_mode, cpu_seconds=cpu, pool=pool)
                     self.times.decode_cpu += sum(cpu)
                     self._recycled.give(batch.scores)  # the decoded chunks hold no view of it
                 else:  # these results are views of the scores: not recycled
@@ -400,12 +396,19 @@ def load_decoder(config: ModelConfig, mode: str = "beam") -> float:
     start = time.perf_counter()
     dec = config.decoder
     if dec.kind == "crf":
-        crf.decode_batch(np.zeros((2, 1, config.num_outputs), np.float32), mode=mode, threads=1, state_len=config.state_len,
-                         beam_width=dec.beam_width, beam_cut=dec.beam_cut, blank_score=config.blank_score,
-                         qscale=dec.qscale, qbias=dec.qbias)
+        _crf_decode(np.zeros((2, 1, config.num_outputs), np.float32), config, mode, threads=1)
     else:
         _ctc_decode(np.full((2, config.num_outputs), 1.0 / config.num_outputs, np.float32), dec, mode)
     return time.perf_counter() - start
+
+
+def _crf_decode(scores: np.ndarray, config: ModelConfig, mode: str, *, threads: int | None = None,
+                pool: ThreadPoolExecutor | None = None, cpu_seconds: list[float] | None = None) -> list[DecodedChunk]:
+    """(T, N, C) CRF scores decoded chunk by chunk by ``mode`` with the model's decoder settings."""
+    dec = config.decoder
+    return crf.decode_batch(scores, mode=mode, state_len=config.state_len, beam_width=dec.beam_width,
+                            beam_cut=dec.beam_cut, blank_score=config.blank_score, qscale=dec.qscale, qbias=dec.qbias,
+                            threads=threads, pool=pool, cpu_seconds=cpu_seconds)
 
 
 def _ctc_decode(posteriors: np.ndarray, dec: DecoderConfig, mode: str) -> DecodedChunk:
