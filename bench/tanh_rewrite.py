@@ -9,6 +9,7 @@ AVX-512 CPU to decide whether the rewrite should apply there too.
 
     python bench/tanh_rewrite.py
     python bench/tanh_rewrite.py --models edgecall-r941-v2 deepnano-blitz-w96 --threads 2
+    python bench/tanh_rewrite.py --models edgecall-r941-v2 --profile     # OpenVINO's per-layer times, both ways
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def compiled(core, package, batch: int, threads: int, rewrite: bool):  # noqa: A
     model = core.read_model(str(package.openvino_ir("CPU") or package.onnx_path))
     model.reshape({model.inputs[0].get_any_name(): ov.PartialShape([batch, 1, package.config.basecaller.chunksize])})
     replaced = _tanh_via_sigmoid(model) if rewrite else 0
-    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+              "PERF_COUNT": True}
     return core.compile_model(model, "CPU", config).create_infer_request(), replaced
 
 
@@ -47,6 +49,15 @@ def best_ms(request, data: np.ndarray, passes: int) -> float:  # noqa: ANN001 - 
     return min(times) * 1e3
 
 
+def layer_times(request, top: int = 6) -> str:  # noqa: ANN001 - InferRequest
+    """The last inference's slowest layers: ms, type, kernel, name."""
+    layers = sorted(((p.real_time.total_seconds() * 1e3, p.node_type, p.exec_type, p.node_name)
+                     for p in request.profiling_info), reverse=True)
+    total = sum(ms for ms, *_ in layers)
+    rows = [f"    {ms:7.1f} ms  {kind:14s} {kernel:18s} {name[:50]}" for ms, kind, kernel, name in layers[:top]]
+    return "\n".join([f"  {total:.1f} ms in all layers; slowest:", *rows])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+",
@@ -55,6 +66,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--turns", type=int, default=3)
     parser.add_argument("--passes", type=int, default=4, help="timed inferences per turn (best counts)")
+    parser.add_argument("--profile", action="store_true", help="also print OpenVINO's per-layer times, both ways")
     args = parser.parse_args()
     import openvino as ov
 
@@ -74,6 +86,9 @@ def main() -> None:
         shown = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in turns)
         print(f"{name}: {replaced} Tanh; ms per batch tanh/sigmoid form {shown}; speed-up {ratio:.2f}x (median); "
               f"max |score difference| {difference:.1e}")
+        if args.profile:
+            for label, request in (("tanh", plain), ("sigmoid form", rewritten)):
+                print(f" {label}:\n{layer_times(request)}")
 
 
 if __name__ == "__main__":

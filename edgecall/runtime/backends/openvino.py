@@ -152,8 +152,8 @@ def _tanh_via_sigmoid(model) -> int:  # noqa: ANN001 - openvino Model
 
     A CRF head is ``scale * tanh(linear(x))``. OpenVINO's CPU plugin fuses the tanh
     into the matrix product as a post-op, and on AVX2 that post-op cost more than
-    the product itself: the default model's 80 x 1,024 head took 74 of its 226 ms per
-    16-chunk batch, against 38 ms with a sigmoid post-op (bench/RESULTS.md, issue 19).
+    the product itself: the default model's 80 x 1,024 head took 71 of its 224 ms per
+    16-chunk batch, against 37 ms with a sigmoid post-op (bench/tanh_rewrite.py --profile).
     The two forms agree to float32 rounding (1.2e-6 on scores of magnitude 5). Done only
     for f32 inference on the CPU (or AUTO, which may pick it), only where it was measured
     (CPUs without AVX-512), never to the int8 IR or a reduced precision, whose agreement
