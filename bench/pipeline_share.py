@@ -24,7 +24,6 @@ goal: >= 0.8). CPU seconds of each pass show where the rest goes.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import statistics
 import sys

@@ -22,7 +22,7 @@ from edgecall.chemistry import LABELS, RunChemistry
 from edgecall.cli.exits import Interrupted, OutputClosed, finish_on_interrupt, signal_name
 from edgecall.errors import EdgecallError
 from edgecall.package import load_package
-from edgecall.runtime.pipeline import Basecaller, RunOptions, load_decoder
+from edgecall.runtime.pipeline import Basecaller, RunOptions
 from edgecall.runtime.output import open_output, output_format, require_pysam
 from edgecall.runtime.read import Idle, ReadFailure
 from edgecall.runtime.readers import count_reads, find_inputs, run_infos
@@ -88,13 +88,12 @@ def run_command(
     )
     aligner = _aligner(reference, mm2_opts, threads)
     header = _header(fmt, bam_header, files, watch, recursive, package, aligner)
+    shown: dict[str, object] = {"progress": None}  # the progress bar, once open: notes from the pipeline go above it
     caller = Basecaller(package, options, warn=lambda line: sys.stderr.write(f"edgecall: warning: {line}\n"),
-                        advice=lambda chemistry: _advice(chemistry, directory))
+                        advice=lambda chemistry: _advice(chemistry, directory),
+                        decoder_loaded=lambda seconds: _decoder_note(shown["progress"], seconds))
     counts = {"called": 0, "filtered": 0, "failed": 0, "bases": 0}
     met: set[str] = set()  # with --read-ids: the listed ids the inputs held
-    loading = load_decoder(package.config, decode)
-    if loading >= 1.0:  # not charged to the run's speed below
-        sys.stderr.write(f"edgecall: compiled the decoder for this CPU in {loading:.1f} s (first run only: it is cached)\n")
     start = time.perf_counter()
     with ExitStack() as cleanup:  # each step runs even if one before it fails (a closed stdout)
         cleanup.push(_quiet_on_closed_output)
@@ -107,6 +106,7 @@ def run_command(
             cleanup.callback(summary.close)
         progress = _progress(len(files), _expected_reads(files, watch, options, resume) if sys.stderr.isatty() else None)
         if progress is not None:
+            shown["progress"] = progress
             cleanup.callback(progress.close)
         interrupted = cleanup.enter_context(finish_on_interrupt(caller.stop_reading))
         for item in caller.run(_sources(files, watch, recursive, watch_idle, stop=caller.reading_stopped)):
@@ -130,12 +130,12 @@ def run_command(
                 counts["called"] += 1
                 counts["bases"] += len(item.sequence)
             if progress is not None:
-                elapsed = max(time.perf_counter() - start, 1e-9)
+                elapsed = max(time.perf_counter() - start - caller.times.decoder_load, 1e-9)
                 progress.update(1)
                 rate = caller.times.samples / elapsed
                 progress.set_postfix_str(f"{rate / 1e6:.2f} M samples/s, {rate / MINION_KEEP_UP:.2f}x keep-up", refresh=False)
         signum = interrupted()
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - start - caller.times.decoder_load  # the pipeline stood still while it loaded
     samples = caller.times.samples
     sys.stderr.write(
         f"edgecall: {counts['called']} reads called, {counts['filtered']} filtered (Q < {min_qscore:g}), "
@@ -270,6 +270,13 @@ def _progress(files: int, total: int | None):  # noqa: ANN202 - tqdm or None
     from tqdm import tqdm
 
     return tqdm(total=total, unit=" reads", desc=f"basecalling {files} file{'s' * (files != 1)}", file=sys.stderr, dynamic_ncols=True)
+
+
+def _decoder_note(progress, seconds: float) -> None:  # noqa: ANN001
+    """Say why the first read waited, when it was the once-per-install compile (loading from numba's cache
+    takes ~0.3 s): the run's speed leaves those seconds out, and a user should not be left to guess at them."""
+    if seconds >= 1.0:
+        _note(progress, f"edgecall: compiled the decoder for this CPU in {seconds:.1f} s (first run only: it is cached)")
 
 
 def _note(progress, line: str) -> None:  # noqa: ANN001

@@ -76,6 +76,7 @@ class StageTimes:
     decode_cpu: float = 0.0  # CPU seconds of the decoding threads (decode is their wall time)
     samples: int = 0  # raw samples of the reads that entered the pipeline
     batches: int = 0
+    decoder_load: float = 0.0  # wall seconds the pipeline waited for the decoder's kernels (see load_decoder)
 
 
 @dataclass(eq=False)
@@ -109,14 +110,18 @@ class Basecaller:
     """Open once (backend compiled once), then call :meth:`run` on inputs."""
 
     def __init__(self, package: ModelPackage, options: RunOptions, *,
-                 warn: Callable[[str], None] | None = None, advice: Callable[[RunChemistry], str] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None, advice: Callable[[RunChemistry], str] | None = None,
+                 decoder_loaded: Callable[[float], None] | None = None) -> None:
         """``warn``: where once-per-file warnings go (unknown chemistry); ``advice``: what to
-        add to a chemistry refusal (e.g. the installed models that would fit)."""
+        add to a chemistry refusal (e.g. the installed models that would fit); ``decoder_loaded``:
+        told the seconds the decoder's kernels took to load, once, when the first callable read needed them."""
         config = package.config
         self.package = package
         self.options = options
         self.warn = warn or (lambda line: None)
         self.advice = advice
+        self.decoder_loaded = decoder_loaded or (lambda seconds: None)
+        self._decoder_ready = False
         self.chunksize = options.chunksize if options.chunksize is not None else config.basecaller.chunksize
         self.overlap = options.overlap if options.overlap is not None else config.basecaller.overlap
         _check_overlap(config, options, self.chunksize, self.overlap)
@@ -187,6 +192,16 @@ class Basecaller:
         """
         return max(1, self._workers() // 2)
 
+    def _load_decoder(self) -> None:
+        """Load the decoder's kernels when the first read that will be called needs them, not before: a run
+        whose every read is refused (the wrong chemistry) should not first compile a decoder for nothing.
+        Nothing is in flight behind the first read, so the whole pipeline waits on this and its seconds
+        can be taken off the run's time exactly."""
+        seconds = load_decoder(self.config, self.options.decode_mode)
+        self.times.decoder_load += seconds
+        self._decoder_ready = True
+        self.decoder_loaded(seconds)
+
     # ---- stages ---------------------------------------------------------------
 
     def _reads(self, inputs: Iterable[Path | Idle]) -> Iterator[Read | ReadFailure | Idle]:
@@ -255,6 +270,8 @@ class Basecaller:
             if isinstance(item, (ReadFailure, Idle)):
                 yield item
                 continue
+            if not self._decoder_ready:
+                self._load_decoder()
             t0 = time.perf_counter()
             prepared = prepare_scaled(item, config.normalisation)
             plan = plan_chunks(int(prepared.signal.shape[0]), self.chunksize, self.overlap, config.stride)
