@@ -144,6 +144,38 @@ def test_real_malformed_files_are_named_and_skipped(shared_data: Path, lambda_po
         assert any(name in line for line in result.stderr.splitlines() if line.startswith("edgecall: skipped")), name
 
 
+def test_a_fast5_reader_that_dies_is_reported_at_once_not_after_the_stall_limit() -> None:
+    """A native crash inside libhdf5 (here: the reader child killed while it spins in the hanging file) is
+    reported within a second or two, not after the stall limit (60 s by default, per file)."""
+    import multiprocessing as mp
+    import os
+
+    from edgecall.runtime.read import ReadFailure
+    from edgecall.runtime.readers.isolated import iter_fast5_isolated
+
+    source = Path(__file__).parent / "data" / "hdf5_hang.fast5"
+    reads = iter_fast5_isolated(source, stall_seconds=600)
+
+    def kill_the_reader() -> None:
+        deadline = time.monotonic() + 60
+        while not mp.active_children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # inside the hang by now
+        for child in mp.active_children():
+            os.kill(child.pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_reader)
+    killer.start()
+    started = time.monotonic()
+    failure = next(reads)
+    waited = time.monotonic() - started
+    killer.join()
+    reads.close()
+    assert isinstance(failure, ReadFailure) and failure.source == source
+    assert "crashed" in failure.reason and f"exit status -{int(signal.SIGKILL)}" in failure.reason, failure.reason
+    assert waited < 30, waited
+
+
 def test_a_fast5_that_hangs_libhdf5_is_reported_and_the_run_goes_on(lambda_pod5: Path, tmp_path: Path) -> None:
     import os
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from edgecall.runtime.read import Read, ReadFailure
 
 STALL_SECONDS = float(os.environ.get("EDGECALL_READ_STALL_SECONDS", "60"))  # no read for this long: give up on the file
+CRASH_POLL_SECONDS = 0.5  # how often a silent child is checked for having died
 PASS_SKIP_IDS_BELOW = 50_000  # larger skip sets are applied in the parent rather than pickled per file
 _END = "__end__"
 _context: mp.context.BaseContext | None = None
@@ -60,15 +61,22 @@ def iter_fast5_isolated(
     child = ctx.Process(target=_work, args=(path, ids, skip, out), daemon=True)
     child.start()
     try:
+        waited = 0.0  # seconds since the child's last item
         while True:
+            alive = child.is_alive()  # asked first: a child gone by now has flushed all it put into the pipe
+            wait = min(CRASH_POLL_SECONDS, stall - waited)
             try:
-                item = out.get(timeout=stall)
+                item = out.get(timeout=max(wait, 0.0))
             except queue.Empty:
-                if child.is_alive():
-                    yield ReadFailure(path, f"reading stalled for {stall:g} s inside HDF5 (a corrupt file?); the rest of the file is skipped")
-                else:
+                if not alive:  # a native crash is reported at once, not after the stall limit
                     yield ReadFailure(path, f"the fast5 reader crashed on this file (exit status {child.exitcode}); the rest of the file is skipped")
-                return
+                    return
+                waited += wait
+                if waited >= stall:
+                    yield ReadFailure(path, f"reading stalled for {stall:g} s inside HDF5 (a corrupt file?); the rest of the file is skipped")
+                    return
+                continue
+            waited = 0.0
             if isinstance(item, str) and item == _END:
                 return
             if skip_ids and skip is None and isinstance(item, Read) and item.read_id in skip_ids:
