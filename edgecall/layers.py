@@ -15,6 +15,8 @@ from typing import Any, Union
 
 from edgecall.errors import EdgecallError
 
+LSTM_WIDTH_MULTIPLE = 8  # shrunk LSTMs are padded to such widths: OpenVINO ran them faster, 1.3x in bf16 on AMX (bench/RESULTS.md)
+
 ACTIVATIONS = ("swish", "silu", "tanh", "relu")
 RNN_KINDS = ("lstm", "gru")
 # Layer types of ONT's transformer (sup v5) encoders: recognised so that the

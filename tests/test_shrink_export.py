@@ -45,6 +45,24 @@ def test_shrunk_model_equals_masked_dense_model(tmp_path: Path) -> None:
     assert (unmasked - dense).abs().max() > 1e-2
 
 
+def test_padding_to_a_width_multiple_adds_zeroed_neurons_and_changes_nothing(tmp_path: Path) -> None:
+    ckpt = load_checkpoint(write_efficient_basecallers(tmp_path / "s.pt", (7, 3, 5, 9, 24), hidden=24, features=24))
+    result = shrink(ckpt, 8)
+    assert result.kept == (7, 3, 5, 9, 24) and result.widths == (8, 8, 8, 16, 24)  # never wider than the layer
+    assert result.config.encoder.hidden_sizes == result.widths
+    assert result.state["encoder.5.rnn.weight_ih_l0"].shape == (4 * 8, 8)
+    x = torch.randn(3, 1, 1500, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        dense = build_model(ckpt.config, masked_state(ckpt))(x)
+        padded = build_model(result.config, result.state)(x)
+    torch.testing.assert_close(padded, dense, rtol=0, atol=1e-5)
+    # the padding neurons: every gate row zero, so their output is exactly 0 whatever their input
+    rows = result.state["encoder.4.rnn.weight_ih_l0"].reshape(4, 8, -1)
+    assert int((rows.abs().sum(dim=(0, 2)) == 0).sum()) == 1
+    with pytest.raises(EdgecallError, match="multiple must be at least 1"):
+        shrink(ckpt, 0)
+
+
 def test_layer_without_neurons_is_refused(tmp_path: Path) -> None:
     ckpt = load_checkpoint(write_efficient_basecallers(tmp_path / "s.pt", (4, 0, 4, 4, 4), hidden=8, features=8))
     with pytest.raises(EdgecallError, match="layer\\(s\\) 1 keep no neurons"):
@@ -53,8 +71,8 @@ def test_layer_without_neurons_is_refused(tmp_path: Path) -> None:
 
 def test_paper_sizes_compile_to_matching_onnx(tmp_path: Path) -> None:
     ckpt_path = write_efficient_basecallers(tmp_path / "lambda6e-7.pt", PAPER_KEPT)
-    result = compile_checkpoint(ckpt_path, tmp_path / "pkg", targets=["CPU", "MYRIAD"])
-    assert result.kept == PAPER_KEPT
+    result = compile_checkpoint(ckpt_path, tmp_path / "pkg", targets=["CPU", "MYRIAD"], lstm_multiple=1)
+    assert result.kept == result.widths == PAPER_KEPT
     assert onnx_recurrent_sizes(tmp_path / "pkg" / "model.onnx") == [("LSTM", k) for k in PAPER_KEPT]
     assert result.max_abs_error <= 1e-4
     assert result.before.rnn_flops / result.after.rnn_flops == pytest.approx(7.24, abs=0.01)

@@ -19,6 +19,7 @@ from edgecall.errors import EdgecallError
 from edgecall.export.onnx_export import INPUT_NAME, export_onnx
 from edgecall.export.package import PackageResult, write_package
 from edgecall.export.shrink import masked_state, shrink
+from edgecall.layers import LSTM_WIDTH_MULTIPLE
 from edgecall.model.checkpoint import LoadedCheckpoint, load_checkpoint
 from edgecall.model.crf import build_model
 
@@ -31,6 +32,7 @@ class CompileResult:
     checkpoint: LoadedCheckpoint
     kept: tuple[int, ...]  # neurons per LSTM layer after shrinking
     original: tuple[int, ...]  # before
+    widths: tuple[int, ...]  # per LSTM layer as written: the kept neurons and zeroed padding
     before: ModelCosts  # dense (as stored) model
     after: ModelCosts  # shrunk model
     max_abs_error: float  # ONNX Runtime vs the masked dense PyTorch model
@@ -50,10 +52,12 @@ def compile_checkpoint(
     name: str | None = None,
     base_config: ModelConfig | None = None,
     beam_width: int | None = None,
+    lstm_multiple: int = LSTM_WIDTH_MULTIPLE,
 ) -> CompileResult:
-    """``beam_width``: the package decoder's beam (None: the checkpoint config's)."""
+    """``beam_width``: the package decoder's beam (None: the checkpoint config's); ``lstm_multiple``: each
+    shrunk LSTM's width is padded with zeroed neurons to a multiple of it (same outputs; see shrink)."""
     ckpt = load_checkpoint(Path(checkpoint), base_config)
-    shrunk = shrink(ckpt)
+    shrunk = shrink(ckpt, lstm_multiple)
     stored_name = shrunk.config.name if shrunk.config.name != "model" else Path(checkpoint).stem
     config = shrunk.config.replace(name=name or stored_name)
     if beam_width is not None:
@@ -73,6 +77,8 @@ def compile_checkpoint(
             "source_sha256": ckpt.sha256,
             "neurons_original": list(shrunk.original),
             "neurons_kept": list(shrunk.kept),
+            "lstm_widths": list(shrunk.widths),
+            "lstm_width_multiple": lstm_multiple,
             "parameters_before": before.parameters,
             "parameters_after": after.parameters,
             "flops_per_sample_before": before.flops,
@@ -83,7 +89,7 @@ def compile_checkpoint(
         }
         weights = {k: v.numpy() for k, v in small.state_dict().items()}
         package = write_package(out_dir, config, onnx_file, targets=targets, weights=weights, provenance=provenance)
-    return CompileResult(package, ckpt, shrunk.kept, shrunk.original, before, after, error)
+    return CompileResult(package, ckpt, shrunk.kept, shrunk.original, shrunk.widths, before, after, error)
 
 
 def _verify(dense: torch.nn.Module, onnx_file: Path, config: ModelConfig) -> float:
