@@ -58,9 +58,13 @@ ONT_SIZES = {  # ONT's R10.4.1 models at their own sizes, random weights (needs 
 MINION = 0.72e6  # samples/s a MinION produces (the keep-up yardstick in bench/RESULTS.md)
 
 
-def build_package(name: str, root: Path) -> Path:
-    """A compiled package of the named size from a random factories-style checkpoint, or a bundled/package path."""
+def build_package(name: str, root: Path, lstm_multiple: int | None = None) -> Path:
+    """A compiled package of the named size from a random factories-style checkpoint, or a bundled/package path;
+    ``lstm_multiple``: compile's LSTM width padding (None: compile's default)."""
+    from edgecall.layers import LSTM_WIDTH_MULTIPLE
     from edgecall.package import DEFAULT_MODEL, load_package
+
+    multiple = LSTM_WIDTH_MULTIPLE if lstm_multiple is None else lstm_multiple
 
     if name not in BUILT and name not in ONT_SIZES:
         return load_package(DEFAULT_MODEL if name == "default" else name).path
@@ -71,10 +75,10 @@ def build_package(name: str, root: Path) -> Path:
 
     if name in ONT_SIZES:
         folder = write_tiny_ont_folder(root / ONT_SIZES[name], SHARED, ONT_SIZES[name], width=None, kind="bonito")
-        compile_checkpoint(folder, root / name, targets=["CPU"], name=ONT_SIZES[name])
+        compile_checkpoint(folder, root / name, targets=["CPU"], name=ONT_SIZES[name], lstm_multiple=multiple)
         return root / name
     ckpt = write_efficient_basecallers(root / f"{name}.pt", BUILT[name])
-    compile_checkpoint(ckpt, root / name, targets=["CPU"], name=name)
+    compile_checkpoint(ckpt, root / name, targets=["CPU"], name=name, lstm_multiple=multiple)
     return root / name
 
 

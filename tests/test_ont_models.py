@@ -141,7 +141,7 @@ def test_sparse_serial_model_shrinks_exactly(shared_data: Path, tmp_path: Path, 
     result = compile_checkpoint(sparse, tmp_path / "sparse.edgecall", targets=["CPU"])
     assert all(0 < k < 384 for k in result.kept)
     linear = ModelConfig.load(tmp_path / "sparse.edgecall" / "config.toml").encoder.sublayers[-3]
-    assert (linear.insize, linear.size) == (result.kept[-1], 128)  # the bottleneck takes the last LSTM's kept neurons
+    assert (linear.insize, linear.size) == (result.widths[-1], 128)  # the bottleneck takes the last LSTM's neurons
     x = np.random.default_rng(1).standard_normal((2, 1, 1200)).astype(np.float32)
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from edgecall.errors import MissingExtraError, raise_missing_extra
+from edgecall.errors import MissingExtraError, UsageError, raise_missing_extra
 from edgecall.layers import LSTM_WIDTH_MULTIPLE
 from edgecall.package import load_package
 
@@ -27,7 +27,7 @@ def compile_command(
     int8_min_agreement: float = typer.Option(0.95, "--int8-min-agreement", min=0.0, max=1.0, help="--int8: refuse an int8 IR whose calls agree with the f32 calls on fewer bases than this (0 writes any)."),
     beam_width: Optional[int] = typer.Option(None, "--beam-width", min=1, help="Beam width the package's decoder uses (default: the checkpoint config's, else 32)."),
     check_precision: list[str] = typer.Option([], "--check-precision", help="bf16 or f16 (repeat): measure the package's calls in that precision against its f32 calls on --calibration reads, so that 'run --precision' offers it where they agree on >= 99.5% of bases (needs a CPU that computes it natively)."),
-    lstm_multiple: int = typer.Option(LSTM_WIDTH_MULTIPLE, "--lstm-multiple", min=1, help="Pad each shrunk LSTM with zeroed neurons to a multiple of this width (same outputs; OpenVINO's kernels run such widths faster, 1.3x in bf16 on AMX); 1 keeps only the kept neurons."),
+    lstm_multiple: Optional[int] = typer.Option(None, "--lstm-multiple", min=1, help=f"Pad each shrunk LSTM with zeroed neurons to a multiple of this width (same outputs; OpenVINO's kernels run such widths faster, 1.3x in bf16 on AMX); 1 keeps only the kept neurons (default: {LSTM_WIDTH_MULTIPLE}; 1 with --int8, which padding breaks)."),
     calibration: list[Path] = typer.Option([], "--calibration", help="--int8, --check-precision: .pod5/.fast5 files or folders of real reads to calibrate on, not the reads you test on (default: the checkout's shared R9.4.1 test sample if present, else simulated reads)."),
 ) -> None:
     """Shrink a sparse checkpoint, export ONNX and OpenVINO IR, write a model package."""
@@ -39,12 +39,15 @@ def compile_command(
 
     if int8 and importlib.util.find_spec("nncf") is None:  # fail before the slow export, not after it
         raise MissingExtraError("nncf", "export", "edgecall compile --int8")
+    if int8 and lstm_multiple not in (None, 1):
+        raise UsageError("--int8 needs unpadded LSTMs (--lstm-multiple 1): int8 quantisation breaks zeroed padding neurons")
+    multiple = 1 if int8 else lstm_multiple or LSTM_WIDTH_MULTIPLE
     base = ModelConfig.load(config) if config is not None else None
     targets = [t.upper() for t in target]
     if int8 and "CPU" not in targets:
         targets.append("CPU")  # the int8 IR is quantised from the CPU (f32) IR
     result = compile_checkpoint(checkpoint, output, targets=targets, name=name, base_config=base, beam_width=beam_width,
-                                lstm_multiple=lstm_multiple)
+                                lstm_multiple=multiple)
     _summary(result)
     if int8:
         _quantize(result.package.path, calibration, int8_min_agreement)

@@ -29,7 +29,7 @@ def inspect_command(
     package = load_package(model)
     provenance = package.provenance
     original = provenance.get("neurons_original")
-    _describe(package.config, original, f"package {package.path}")
+    _describe(package.config, original, f"package {package.path}", kept=provenance.get("neurons_kept"))
     targets = sorted(p.name for p in (package.path / "openvino").iterdir()) if (package.path / "openvino").is_dir() else []
     typer.echo(f"OpenVINO IR:   {', '.join(targets) or 'none (ONNX only)'}")
     if provenance.get("source"):
@@ -53,7 +53,9 @@ def _inspect_checkpoint(path: Path) -> None:
         typer.echo("warning: a layer keeps no neurons; this checkpoint cannot be shrunk")
 
 
-def _describe(config: ModelConfig, original: list[int] | None, title: str, sparse: bool = True) -> None:
+def _describe(config: ModelConfig, original: list[int] | None, title: str, sparse: bool = True,
+              kept: list[int] | None = None) -> None:
+    """``kept``: neurons kept per recurrent layer where the written width adds zeroed padding (compile's --lstm-multiple)."""
     enc, dec = config.encoder, config.decoder
     costs = model_costs(config)
     typer.echo(title)
@@ -75,7 +77,9 @@ def _describe(config: ModelConfig, original: list[int] | None, title: str, spars
         line = f"  {i}: {describe_layer(layer)}"
         if isinstance(layer, Recurrent):
             if original and sparse and k < len(original):
-                line += f" ({layer.size} / {original[k]} neurons, {100.0 * (1 - layer.size / original[k]):.1f}% removed)"
+                alive = kept[k] if kept and k < len(kept) else layer.size
+                padding = f"; {layer.size - alive} zeroed to width {layer.size}" if layer.size > alive else ""
+                line += f" ({alive} / {original[k]} neurons, {100.0 * (1 - alive / original[k]):.1f}% removed{padding})"
             k += 1
         typer.echo(line)
     typer.echo(f"FLOPs/sample:  {costs.flops:,.0f} (recurrent {costs.rnn_flops:,.0f}, conv {costs.conv_flops:,.0f}, head {costs.head_flops:,.0f})")

@@ -163,6 +163,10 @@ def quantize_package(
     xml = package.openvino_ir(target)
     if xml is None:
         raise EdgecallError(f"{package.path}: no openvino/{target.upper()} IR to quantise; compile with --target {target}")
+    widths, kept = package.provenance.get("lstm_widths"), package.provenance.get("neurons_kept")
+    if widths is not None and widths != kept:  # NNCF's int8 LSTMs then disagree with f32 on most bases
+        raise EdgecallError(f"{package.path}: its LSTMs are padded with zeroed neurons ({widths} wide for {kept} kept), "
+                            "which int8 quantisation breaks; compile it with --lstm-multiple 1 to quantise it")
     if calibration_reads is None:
         reads, source = default_calibration_reads()
     else:
