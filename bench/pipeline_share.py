@@ -36,10 +36,9 @@ from basecall import bench_model, load_decoders  # noqa: E402
 
 from edgecall.devices.precision import cpu_description  # noqa: E402
 from edgecall.package import DEFAULT_MODEL, load_package  # noqa: E402
-from edgecall.runtime.pipeline import Basecaller, RunOptions, _data_of  # noqa: E402
+from edgecall.runtime.pipeline import Basecaller, RunOptions, _data_of, minion_keep_up  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-MINION = 0.72e6  # samples/s a MinION produces
 
 
 def nn_only(model: str, reads: list[Path], options: RunOptions) -> dict:
@@ -51,6 +50,8 @@ def nn_only(model: str, reads: list[Path], options: RunOptions) -> dict:
             if batch.data is not None:
                 batch.data = batch.data.copy()
         filled = [b for b in batches if b.owners]
+        if not filled:
+            raise SystemExit(f"{model}: none of --reads is of its chemistry and sample rate; pass reads it calls with --reads")
         chunks = sum(len(b.owners) for b in filled)
         recycled = caller._recycled
         next(iter(caller.backend.stream(filled[:1], _data_of, recycled)))  # warm-up: first-call allocations
@@ -62,7 +63,7 @@ def nn_only(model: str, reads: list[Path], options: RunOptions) -> dict:
             "samples": caller.times.samples, "wall": wall, "batches": len(filled), "chunks": chunks,
             "chunk_samples": len(filled) * caller.batch_size * caller.chunksize,
             "cpu": (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system),
-            "batch": caller.batch_size, "backend": caller.backend.name,
+            "batch": caller.batch_size, "backend": caller.backend.name, "keep_up": minion_keep_up(caller.config.sample_rate),
         }
     finally:
         caller.close()
@@ -102,7 +103,7 @@ def main() -> None:
             ratios.append(ratio)
             decode_cpu = e2e["decode_cpu_share"] * e2e["cpu"]
             print(f"{model:<22} {nn['batch']:>5} {i + 1:>5} {nn_rate / 1e6:>8.3f} {nn['chunk_samples'] / nn['wall'] / 1e6:>11.3f} "
-                  f"{e2e['samples_per_s'] / 1e6:>7.3f} {ratio:>7.2f} {e2e['samples_per_s'] / MINION:>7.2f}  "
+                  f"{e2e['samples_per_s'] / 1e6:>7.3f} {ratio:>7.2f} {e2e['samples_per_s'] / nn['keep_up']:>7.2f}  "
                   f"{nn['cpu']:>8.1f} {e2e['cpu']:>9.1f} {decode_cpu:>12.1f}")
         nn0 = pairs[0][0]
         print(f"{'':<22} {'':>5} median e2e/NN {statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f}); "

@@ -43,6 +43,7 @@ from engine_pool import interleaved_sweep  # noqa: E402
 from nn_speed import ENGINES, EXTRA_ENGINES, cpu_peak, cpu_threads, peak_rss_mib  # noqa: E402
 
 from edgecall.devices.precision import cpu_description  # noqa: E402
+from edgecall.runtime.pipeline import minion_keep_up  # noqa: E402
 
 SHARED = BENCH.parents[1] / "shared" / "data"
 PAPER_SIZES = {  # BCB'24 Table 1, hidden sizes after shrinking
@@ -55,7 +56,6 @@ ONT_SIZES = {  # ONT's R10.4.1 models at their own sizes, random weights (needs 
     "r10-fast": "dna_r10.4.1_e8.2_260bps_fast@v4.0.0",
     "r10-hac": "dna_r10.4.1_e8.2_400bps_hac@v4.2.0",
 }
-MINION = 0.72e6  # samples/s a MinION produces (the keep-up yardstick in bench/RESULTS.md)
 
 
 def build_package(name: str, root: Path, lstm_multiple: int | None = None) -> Path:
@@ -167,7 +167,7 @@ def print_nn(nn: dict, models: dict, peak: float) -> None:
             g = b["samples_per_s"] * flops
             rss = f"{r['rss_mib']:.0f}" if r["rss_mib"] else "-"
             print(f"{name:<12} {flops / 1e6:>9.3f} {engine:<13} {b['batch']:>5} {b['samples_per_s'] / 1e3:>8.1f} "
-                  f"{b['samples_per_s'] / MINION:>7.2f} {g / 1e9:>7.1f} {100 * g / peak:>5.1f}% {rss:>7}  {sweep_txt}")
+                  f"{b['samples_per_s'] / models[name]['keep_up']:>7.2f} {g / 1e9:>7.1f} {100 * g / peak:>5.1f}% {rss:>7}  {sweep_txt}")
 
 
 def ratio_line(result: dict) -> str:
@@ -193,7 +193,7 @@ def print_e2e(e2e: dict, models: dict, peak: float) -> None:
         ident = r.get("identity")
         ident_txt = f"{ident['median']:.4f} ({ident['mapped']}/{ident['reads']})" if ident else "- (random weights)"
         print(f"{name:<12} {r['backend']:<14} {r['batch']:>5} {r['reads']:>5} {r['samples_per_s'] / 1e3:>8.1f} "
-              f"{r['samples_per_s'] / MINION:>7.2f} {100 * r['samples_per_s'] * models[name]['flops'] / peak:>5.1f}% "
+              f"{r['samples_per_s'] / models[name]['keep_up']:>7.2f} {100 * r['samples_per_s'] * models[name]['flops'] / peak:>5.1f}% "
               f"{r.get('rss_mib') or 0:>7.0f}  {shares}  {100 * r.get('decode_cpu_share', float('nan')):>6.1f}%  {ident_txt}")
 
 
@@ -237,6 +237,7 @@ def main() -> None:
             package = build_package(name, root)
             config = load_package(package).config
             info = models[name] = {"package": package, "flops": model_costs(config).flops,
+                                   "keep_up": minion_keep_up(config.sample_rate),
                                    "layers": list(config.encoder.hidden_sizes), "chunksize": config.basecaller.chunksize,
                                    "chunks": save_chunks(package, args.reads, args.chunks, root / f"{name}.npy")}
             report["models"][name] = {k: str(v) if isinstance(v, Path) else v for k, v in info.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -101,6 +102,10 @@ def test_r10_dev_reads_get_the_bundled_r10_model_without_model(shared_data: Path
     assert f"model {R10_MODEL} (R10.4.1, 5 kHz) for reads that are R10.4.1 (FLO-PRO114M, SQK-LSK114) at 4 kHz" in result.stderr
     calls = parse(result.stdout)
     assert len(calls) == 14 and all(r.tags["RG"].endswith(f"_{R10_MODEL}") for r in calls)
+    # the keep-up yardstick is a MinION's at the model's rate: 0.90 M samples/s at 5 kHz, not 4 kHz's 0.72 M
+    speed = re.search(r"= ([0-9.]+) M samples/s, ([0-9.]+)x a 5 kHz MinION's keep-up rate", result.stderr)
+    assert speed, result.stderr
+    assert float(speed.group(2)) == pytest.approx(float(speed.group(1)) / 0.90, abs=0.011)
     aligner = mappy.Aligner(str(shared_data / "pod5" / "remora" / "can_reads_ref_segments.fa"), preset="map-ont")
     identities = []
     for record in calls:

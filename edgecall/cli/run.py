@@ -22,7 +22,7 @@ from edgecall.chemistry import LABELS, RunChemistry
 from edgecall.cli.exits import Interrupted, OutputClosed, finish_on_interrupt, signal_name
 from edgecall.errors import EdgecallError
 from edgecall.package import load_package
-from edgecall.runtime.pipeline import Basecaller, RunOptions
+from edgecall.runtime.pipeline import Basecaller, RunOptions, minion_keep_up
 from edgecall.runtime.output import open_output, output_format, require_pysam
 from edgecall.runtime.read import Idle, ReadFailure
 from edgecall.runtime.readers import count_reads, find_inputs, run_infos
@@ -31,7 +31,6 @@ from edgecall.runtime.summary import SummaryWriter
 from edgecall.runtime.watch import watch_folder
 
 EXIT_SOME_FAILED = 3
-MINION_KEEP_UP = 0.72e6  # samples/s: Oxford Nanopore's keep-up yardstick for a MinION
 
 
 def register(app: typer.Typer) -> None:
@@ -94,6 +93,7 @@ def run_command(
                         decoder_loaded=lambda seconds: _decoder_note(shown["progress"], seconds))
     counts = {"called": 0, "filtered": 0, "failed": 0, "bases": 0}
     met: set[str] = set()  # with --read-ids: the listed ids the inputs held
+    keep_up = minion_keep_up(package.config.sample_rate)  # the run's samples are counted at the model's rate
     start = time.perf_counter()
     with ExitStack() as cleanup:  # each step runs even if one before it fails (a closed stdout)
         cleanup.push(_quiet_on_closed_output)
@@ -133,15 +133,15 @@ def run_command(
                 elapsed = max(time.perf_counter() - start - caller.times.decoder_load, 1e-9)
                 progress.update(1)
                 rate = caller.times.samples / elapsed
-                progress.set_postfix_str(f"{rate / 1e6:.2f} M samples/s, {rate / MINION_KEEP_UP:.2f}x keep-up", refresh=False)
+                progress.set_postfix_str(f"{rate / 1e6:.2f} M samples/s, {rate / keep_up:.2f}x keep-up", refresh=False)
         signum = interrupted()
     elapsed = time.perf_counter() - start - caller.times.decoder_load  # the pipeline stood still while it loaded
     samples = caller.times.samples
     sys.stderr.write(
         f"edgecall: {counts['called']} reads called, {counts['filtered']} filtered (Q < {min_qscore:g}), "
         f"{counts['failed']} failed; {counts['bases']:,} bases; {samples:,} samples in {elapsed:.1f} s "
-        f"= {samples / max(elapsed, 1e-9) / 1e6:.3f} M samples/s, {samples / max(elapsed, 1e-9) / MINION_KEEP_UP:.2f}x "
-        f"a MinION's keep-up rate ({caller.backend.name}, batch {caller.batch_size})\n"
+        f"= {samples / max(elapsed, 1e-9) / 1e6:.3f} M samples/s, {samples / max(elapsed, 1e-9) / keep_up:.2f}x "
+        f"a {package.config.sample_rate / 1000:g} kHz MinION's keep-up rate ({caller.backend.name}, batch {caller.batch_size})\n"
     )
     if signum is not None:
         finished = counts["called"] + counts["filtered"] + counts["failed"]

@@ -437,6 +437,15 @@ def _ctc_decode(posteriors: np.ndarray, dec: DecoderConfig, mode: str) -> Decode
     return ctc.beam_search(posteriors, beam_width=dec.beam_width, beam_cut=dec.beam_cut, reverse=dec.reverse, labels=labels)
 
 
+MINION_KEEP_UP_4KHZ = 0.72e6  # samples/s: Oxford Nanopore's keep-up yardstick for a MinION sampling at 4 kHz
+
+
+def minion_keep_up(sample_rate: int) -> float:
+    """Samples/s a MinION produces at ``sample_rate``: the yardstick scales with the rate (0.90 M at 5 kHz), and
+    a run's samples are counted at its model's rate (4 kHz reads resampled for a 5 kHz model count as 5 kHz)."""
+    return MINION_KEEP_UP_4KHZ * sample_rate / 4000
+
+
 def auto_batch_size(device: str) -> int:
     """Chunks per call where each backend ran fastest in bench/throughput.py (2-core CPU):
     OpenVINO's throughput streams peak at 16 (and keep score buffers small), ONNX Runtime
