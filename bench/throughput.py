@@ -43,6 +43,7 @@ from engine_pool import interleaved_sweep  # noqa: E402
 from nn_speed import ENGINES, EXTRA_ENGINES, cpu_peak, cpu_threads, peak_rss_mib  # noqa: E402
 
 from edgecall.devices.precision import cpu_description  # noqa: E402
+from edgecall.layers import LSTM_WIDTH_MULTIPLE  # noqa: E402
 from edgecall.runtime.pipeline import minion_keep_up  # noqa: E402
 
 SHARED = BENCH.parents[1] / "shared" / "data"
@@ -58,13 +59,10 @@ ONT_SIZES = {  # ONT's R10.4.1 models at their own sizes, random weights (needs 
 }
 
 
-def build_package(name: str, root: Path, lstm_multiple: int | None = None) -> Path:
+def build_package(name: str, root: Path, lstm_multiple: int = LSTM_WIDTH_MULTIPLE) -> Path:
     """A compiled package of the named size from a random factories-style checkpoint, or a bundled/package path;
-    ``lstm_multiple``: compile's LSTM width padding (None: compile's default)."""
-    from edgecall.layers import LSTM_WIDTH_MULTIPLE
+    ``lstm_multiple``: compile's LSTM width padding."""
     from edgecall.package import DEFAULT_MODEL, load_package
-
-    multiple = LSTM_WIDTH_MULTIPLE if lstm_multiple is None else lstm_multiple
 
     if name not in BUILT and name not in ONT_SIZES:
         return load_package(DEFAULT_MODEL if name == "default" else name).path
@@ -75,10 +73,10 @@ def build_package(name: str, root: Path, lstm_multiple: int | None = None) -> Pa
 
     if name in ONT_SIZES:
         folder = write_tiny_ont_folder(root / ONT_SIZES[name], SHARED, ONT_SIZES[name], width=None, kind="bonito")
-        compile_checkpoint(folder, root / name, targets=["CPU"], name=ONT_SIZES[name], lstm_multiple=multiple)
+        compile_checkpoint(folder, root / name, targets=["CPU"], name=ONT_SIZES[name], lstm_multiple=lstm_multiple)
         return root / name
     ckpt = write_efficient_basecallers(root / f"{name}.pt", BUILT[name])
-    compile_checkpoint(ckpt, root / name, targets=["CPU"], name=name, lstm_multiple=multiple)
+    compile_checkpoint(ckpt, root / name, targets=["CPU"], name=name, lstm_multiple=lstm_multiple)
     return root / name
 
 

@@ -87,10 +87,10 @@ def run_command(
     )
     aligner = _aligner(reference, mm2_opts, threads)
     header = _header(fmt, bam_header, files, watch, recursive, package, aligner)
-    shown: dict[str, object] = {"progress": None}  # the progress bar, once open: notes from the pipeline go above it
+    progress = None  # the progress bar, once open below: the closure sees it, so the decoder's note goes above it
     caller = Basecaller(package, options, warn=lambda line: sys.stderr.write(f"edgecall: warning: {line}\n"),
                         advice=lambda chemistry: _advice(chemistry, directory),
-                        decoder_loaded=lambda seconds: _decoder_note(shown["progress"], seconds))
+                        decoder_loaded=lambda seconds: _decoder_note(progress, seconds))
     counts = {"called": 0, "filtered": 0, "failed": 0, "bases": 0}
     met: set[str] = set()  # with --read-ids: the listed ids the inputs held
     keep_up = minion_keep_up(package.config.sample_rate)  # the run's samples are counted at the model's rate
@@ -106,7 +106,6 @@ def run_command(
             cleanup.callback(summary.close)
         progress = _progress(len(files), _expected_reads(files, watch, options, resume) if sys.stderr.isatty() else None)
         if progress is not None:
-            shown["progress"] = progress
             cleanup.callback(progress.close)
         interrupted = cleanup.enter_context(finish_on_interrupt(caller.stop_reading))
         for item in caller.run(_sources(files, watch, recursive, watch_idle, stop=caller.reading_stopped)):
