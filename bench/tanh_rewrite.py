@@ -28,14 +28,14 @@ from edgecall.package import load_package  # noqa: E402
 from edgecall.runtime.backends.openvino import _tanh_via_sigmoid  # noqa: E402
 
 
-def compiled(core, package, batch: int, threads: int, rewrite: bool):  # noqa: ANN001, ANN202 - openvino objects
+def compiled(core, package, batch: int, threads: int, rewrite: bool, precision: str = "f32"):  # noqa: ANN001, ANN202 - openvino objects
     """An inference request on the package's CPU network, its Tanh rewritten or not; and how many were."""
     import openvino as ov
 
     model = core.read_model(str(package.openvino_ir("CPU") or package.onnx_path))
     model.reshape({model.inputs[0].get_any_name(): ov.PartialShape([batch, 1, package.config.basecaller.chunksize])})
     replaced = _tanh_via_sigmoid(model) if rewrite else 0
-    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+    config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
               "PERF_COUNT": True}
     return core.compile_model(model, "CPU", config).create_infer_request(), replaced
 

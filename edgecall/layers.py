@@ -15,7 +15,7 @@ from typing import Any, Union
 
 from edgecall.errors import EdgecallError
 
-LSTM_WIDTH_MULTIPLE = 8  # shrunk LSTMs are padded to such widths: OpenVINO ran them faster, 1.3x in bf16 on AMX (bench/RESULTS.md)
+LSTM_WIDTH_MULTIPLE = 8  # shrunk LSTMs are padded to such widths: OpenVINO ran the networks 1.4-2.1x faster in bf16 on AMX (bench/lstm_padding.py)
 
 ACTIVATIONS = ("swish", "silu", "tanh", "relu")
 RNN_KINDS = ("lstm", "gru")

@@ -27,7 +27,7 @@ def compile_command(
     int8_min_agreement: float = typer.Option(0.95, "--int8-min-agreement", min=0.0, max=1.0, help="--int8: refuse an int8 IR whose calls agree with the f32 calls on fewer bases than this (0 writes any)."),
     beam_width: Optional[int] = typer.Option(None, "--beam-width", min=1, help="Beam width the package's decoder uses (default: the checkpoint config's, else 32)."),
     check_precision: list[str] = typer.Option([], "--check-precision", help="bf16 or f16 (repeat): measure the package's calls in that precision against its f32 calls on --calibration reads, so that 'run --precision' offers it where they agree on >= 99.5% of bases (needs a CPU that computes it natively)."),
-    lstm_multiple: Optional[int] = typer.Option(None, "--lstm-multiple", min=1, help=f"Pad each shrunk LSTM with zeroed neurons to a multiple of this width (same outputs; OpenVINO's kernels run such widths faster, 1.3x in bf16 on AMX); 1 keeps only the kept neurons (default: {LSTM_WIDTH_MULTIPLE}; 1 with --int8, which padding breaks)."),
+    lstm_multiple: Optional[int] = typer.Option(None, "--lstm-multiple", min=1, help=f"Pad each shrunk LSTM with zeroed neurons to a multiple of this width (same outputs; OpenVINO's kernels run such widths faster: the networks 1.4-2.1x in bf16 on AMX); 1 keeps only the kept neurons (default: {LSTM_WIDTH_MULTIPLE}; 1 with --int8, which padding breaks)."),
     calibration: list[Path] = typer.Option([], "--calibration", help="--int8, --check-precision: .pod5/.fast5 files or folders of real reads to calibrate on, not the reads you test on (default: the checkout's shared R9.4.1 test sample if present, else simulated reads)."),
 ) -> None:
     """Shrink a sparse checkpoint, export ONNX and OpenVINO IR, write a model package."""

@@ -90,8 +90,8 @@ def _consumer_weight(ckpt: LoadedCheckpoint, index: int) -> str:
 def padded_masks(masks: list[torch.Tensor], multiple: int) -> list[torch.Tensor]:
     """Each keep mask with its first masked neurons added back until the count is a multiple of ``multiple``
     (at most the layer's size). Zeroed, such a neuron's output is exactly 0, so the function is unchanged,
-    while OpenVINO's LSTM kernels get the widths they are fast at: in bf16 on AMX the LSTM of 89 neurons took
-    twice as long as the same layer padded to 96 (bench/RESULTS.md, issue 19)."""
+    while OpenVINO's LSTM kernels get the widths they are fast at: in bf16 on AMX the default model's LSTMs
+    took 1.8x as long at their pruned widths as padded to multiples of 8 (bench/lstm_padding.py)."""
     padded = []
     for mask in masks:
         kept = int(mask.sum())
