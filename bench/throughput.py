@@ -65,7 +65,10 @@ def build_package(name: str, root: Path, lstm_multiple: int = LSTM_WIDTH_MULTIPL
     from edgecall.package import DEFAULT_MODEL, load_package
 
     if name not in BUILT and name not in ONT_SIZES:
-        return load_package(DEFAULT_MODEL if name == "default" else name).path
+        package = load_package(DEFAULT_MODEL if name == "default" else name)
+        if package.provenance.get("lstm_width_multiple", 1) in (1, lstm_multiple):
+            return package.path
+        return _recompiled(package, root, lstm_multiple)
     sys.path.insert(0, str(BENCH.parent / "tests"))
     from factories import write_efficient_basecallers, write_tiny_ont_folder
 
@@ -78,6 +81,27 @@ def build_package(name: str, root: Path, lstm_multiple: int = LSTM_WIDTH_MULTIPL
     ckpt = write_efficient_basecallers(root / f"{name}.pt", BUILT[name])
     compile_checkpoint(ckpt, root / name, targets=["CPU"], name=name, lstm_multiple=lstm_multiple)
     return root / name
+
+
+def _recompiled(package, root: Path, lstm_multiple: int) -> Path:  # noqa: ANN001 - ModelPackage
+    """``package`` compiled again from the checkpoint its provenance names, with LSTMs padded to ``lstm_multiple``
+    (bench/int8.py needs the unpadded network, which NNCF can quantise, of a bundled package compiled padded)."""
+    import hashlib
+
+    from edgecall.export.compile import compile_checkpoint
+
+    recorded = Path(package.provenance.get("source", ""))
+    parts = recorded.parts
+    candidates = [recorded] + ([BENCH.parent.joinpath(*parts[parts.index("train-runs"):])] if "train-runs" in parts else [])
+    want = package.provenance.get("source_sha256")
+    for checkpoint in candidates:
+        if checkpoint.is_file() and hashlib.sha256(checkpoint.read_bytes()).hexdigest() == want:
+            out = root / f"{package.config.name}-x{lstm_multiple}"
+            compile_checkpoint(checkpoint, out, targets=["CPU"], name=package.config.name,
+                               beam_width=package.config.decoder.beam_width, lstm_multiple=lstm_multiple)
+            return out
+    raise SystemExit(f"{package.path}: its LSTMs are padded to multiples of {package.provenance['lstm_width_multiple']} "
+                     f"and its checkpoint ({recorded}, sha256 {want}) is not here to compile it with multiple {lstm_multiple}")
 
 
 def save_chunks(package: Path, reads: list[Path], count: int, out: Path) -> Path:
