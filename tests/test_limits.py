@@ -30,3 +30,26 @@ def test_max_memory_shrinks_batch_and_queues(tiny_crf_package: Path) -> None:
     assert tight.batch_size < 16
     with pytest.raises(EdgecallError, match="--max-memory .* too small"):
         Basecaller(package, RunOptions(max_memory=one))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in Linux's /proc")
+def test_the_command_line_starts_no_blas_threads() -> None:
+    """numpy's OpenBLAS would start a spinning thread per further core; the CLI asks it for one thread, as a
+    user's own OPENBLAS_NUM_THREADS may not."""
+    import os
+    import subprocess
+    import sys
+
+    count = "import os, sys; {}; import numpy; print(len(os.listdir('/proc/self/task')))"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+
+    def threads(first: str) -> int:
+        return int(subprocess.run([sys.executable, "-c", count.format(first)], env=env, check=True,
+                                  capture_output=True, text=True).stdout)
+
+    assert threads("import edgecall.cli") == 1
+    if (os.cpu_count() or 1) > 1:  # without it, the pool this guards against is there
+        assert threads("pass") > 1
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    if (os.cpu_count() or 1) > 1:
+        assert threads("import edgecall.cli") > 1  # the user's setting stands
