@@ -22,6 +22,7 @@ network once the chunks must also be decoded, whatever the pipeline does.
 
     python bench/pipeline_share.py                                  # the default model, 3 rounds
     python bench/pipeline_share.py --models edgecall-r941-v2 deepnano-blitz-w96 --batch-sizes 16 32
+    python bench/pipeline_share.py --decode-threads 1 2 --rounds 4     # one CRF decoding thread or two, in turns
 """
 
 from __future__ import annotations
@@ -80,36 +81,44 @@ def main() -> None:
                         help="Batch sizes to compare (default: run's automatic choice).")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--precision", default="auto", help="run's --precision (default: run's automatic choice).")
+    parser.add_argument("--decode-threads", nargs="+", type=int, default=[None],
+                        help="CRF decoding threads to compare end to end (default: run's choice, every worker).")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     print(f"# CPU: {cpu_description()}")
     print(f"# {os.cpu_count()} CPUs; 1-min load average {os.getloadavg()[0]:.2f}; reads: {' '.join(map(str, args.reads))}")
     print(f"# decoders loaded from numba's cache first: {load_decoders(args.models):.2f} s CPU")
-    combos = [(m, b) for m in args.models for b in args.batch_sizes]
+    combos = [(m, b, d) for m in args.models for b in args.batch_sizes for d in args.decode_threads]
     runs: dict = {c: [] for c in combos}
+    chosen = Basecaller._chunk_decoders
     for round_ in range(args.rounds):
-        for model, batch_size in combos:
+        for model, batch_size, decoders in combos:
             options = RunOptions(batch_size=batch_size, threads=args.threads, precision=args.precision)
             nn = nn_only(model, args.reads, options)
-            e2e = bench_model(model, args.reads, options, None)
-            runs[model, batch_size].append((nn, e2e))
-            print(f"  round {round_ + 1} {model} batch {nn['batch']}: NN only {nn['samples'] / nn['wall'] / 1e6:.3f}, "
-                  f"end to end {e2e['samples_per_s'] / 1e6:.3f} M samples/s", file=sys.stderr, flush=True)
-    print(f"\n{'model':<22} {'batch':>5} {'round':>5} {'NN only':>8} {'(chunk smp)':>11} {'e2e':>7} {'e2e/NN':>7} "
+            Basecaller._chunk_decoders = chosen if decoders is None else (lambda self, d=decoders: d)  # type: ignore[method-assign]
+            try:
+                e2e = bench_model(model, args.reads, options, None)
+            finally:
+                Basecaller._chunk_decoders = chosen  # type: ignore[method-assign]
+            runs[model, batch_size, decoders].append((nn, e2e))
+            print(f"  round {round_ + 1} {model} batch {nn['batch']} decoding threads {decoders or 'auto'}: NN only "
+                  f"{nn['samples'] / nn['wall'] / 1e6:.3f}, end to end {e2e['samples_per_s'] / 1e6:.3f} M samples/s",
+                  file=sys.stderr, flush=True)
+    print(f"\n{'model':<22} {'batch':>5} {'dec':>4} {'round':>5} {'NN only':>8} {'(chunk smp)':>11} {'e2e':>7} {'e2e/NN':>7} "
           f"{'xMinION':>7}  {'NN CPU s':>8} {'e2e CPU s':>9} {'decode CPU s':>12} {'ceiling':>7}")
-    for (model, batch_size), pairs in runs.items():
+    for (model, batch_size, decoders), pairs in runs.items():
         ratios = []
         for i, (nn, e2e) in enumerate(pairs):
             nn_rate = nn["samples"] / nn["wall"]
             ratio = e2e["samples_per_s"] / nn_rate
             ratios.append(ratio)
             decode_cpu = e2e["decode_cpu_share"] * e2e["cpu"]
-            print(f"{model:<22} {nn['batch']:>5} {i + 1:>5} {nn_rate / 1e6:>8.3f} {nn['chunk_samples'] / nn['wall'] / 1e6:>11.3f} "
+            print(f"{model:<22} {nn['batch']:>5} {decoders or 'auto':>4} {i + 1:>5} {nn_rate / 1e6:>8.3f} {nn['chunk_samples'] / nn['wall'] / 1e6:>11.3f} "
                   f"{e2e['samples_per_s'] / 1e6:>7.3f} {ratio:>7.2f} {e2e['samples_per_s'] / nn['keep_up']:>7.2f}  "
                   f"{nn['cpu']:>8.1f} {e2e['cpu']:>9.1f} {decode_cpu:>12.1f} {nn['cpu'] / (nn['cpu'] + decode_cpu):>7.2f}")
         nn0 = pairs[0][0]
-        print(f"{'':<22} {'':>5} median e2e/NN {statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f}); "
+        print(f"{'':<22} {'':>5} {'':>4} median e2e/NN {statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f}); "
               f"{nn0['chunks']} chunks in {nn0['batches']} batches, {nn0['samples']:,} read samples; {nn0['backend']}")
     print(f"\n# 1-min load average at the end: {os.getloadavg()[0]:.2f} (M samples/s throughout)")
 

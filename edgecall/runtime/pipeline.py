@@ -183,14 +183,17 @@ class Basecaller:
         return max(1, self.options.threads or os.cpu_count() or 1)
 
     def _chunk_decoders(self) -> int:
-        """Threads decoding CRF chunks: half of ``_workers``, at least one.
+        """Threads decoding CRF chunks: all of ``_workers``.
 
-        Inference runs on the same cores at the same time, and chunk decoding is
-        under a third of the work. On 2 cores one decoding thread used less CPU
-        for the same calls than two did, which contended with inference for the
-        shared cache (bench/RESULTS.md, issue 7, session 5).
+        Inference finishes its batches in bursts (one per stream), and while
+        decoding catches up on them, inference waits on the bounded queue between
+        the two. One decoding thread on 2 cores left a core idle then: on an AMX
+        Xeon it ran the default model 6% slower in bf16 (fast-v1 2%, f32 1%) for
+        the same CPU seconds (bench/RESULTS.md, issue 19, session 14). Half the
+        workers had been chosen on a Zen 4 in f32 (session 5), where a second
+        decoding thread cost more CPU beside inference; not measured there since.
         """
-        return max(1, self._workers() // 2)
+        return self._workers()
 
     def _load_decoder(self) -> None:
         """Load the decoder's kernels when the first read that will be called needs them, not before: a run
