@@ -53,3 +53,18 @@ def test_the_command_line_starts_no_blas_threads() -> None:
     env["OPENBLAS_NUM_THREADS"] = "2"
     if (os.cpu_count() or 1) > 1:
         assert threads("import edgecall.cli") > 1  # the user's setting stands
+
+
+def test_crf_decoding_takes_every_thread_where_the_network_runs_in_reduced_precision(tiny_crf_package: Path) -> None:
+    caller = Basecaller(load_package(tiny_crf_package), RunOptions(threads=4))
+    try:
+        assert caller.backend.precision == "f32"
+        assert caller._chunk_decoders() == 2  # half: beside an f32 network a second decoder only contends
+        caller.backend.precision = "bf16"  # as open_backend sets it where the CPU runs bf16 natively
+        assert caller._chunk_decoders() == 4
+    finally:
+        caller.close()
+    single = Basecaller(load_package(tiny_crf_package), RunOptions(threads=1))
+    single.backend.precision = "bf16"
+    assert single._chunk_decoders() == 1
+    single.close()

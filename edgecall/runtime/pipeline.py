@@ -25,6 +25,7 @@ import numpy as np
 
 from edgecall.chemistry import RunChemistry, RunCheck, check_run, run_chemistry
 from edgecall.config import DecoderConfig, ModelConfig, validate_chunking
+from edgecall.devices.precision import REDUCED
 from edgecall.errors import EdgecallError, UsageError
 from edgecall.package import ModelPackage
 from edgecall.runtime.background import Stages
@@ -183,17 +184,17 @@ class Basecaller:
         return max(1, self.options.threads or os.cpu_count() or 1)
 
     def _chunk_decoders(self) -> int:
-        """Threads decoding CRF chunks: all of ``_workers``.
+        """Threads decoding CRF chunks: every worker where the network runs in bf16/f16, else half, at least one.
 
-        Inference finishes its batches in bursts (one per stream), and while
-        decoding catches up on them, inference waits on the bounded queue between
-        the two. One decoding thread on 2 cores left a core idle then: on an AMX
-        Xeon it ran the default model 6% slower in bf16 (fast-v1 2%, f32 1%) for
-        the same CPU seconds (bench/RESULTS.md, issue 19, session 14). Half the
-        workers had been chosen on a Zen 4 in f32 (session 5), where a second
-        decoding thread cost more CPU beside inference; not measured there since.
+        In a reduced precision the network needs about half its f32 CPU, and its
+        batches come out faster than one decoding thread takes them: inference
+        then waits on the bounded queue between the two and a core idles. On an
+        AMX Xeon two decoding threads ran the default model 6% faster end to end
+        in bf16 (fast-v1 3-4%), but bought nothing in f32, where they cost more
+        decoding CPU beside inference, as one did on a Zen 4 before (bench/RESULTS.md,
+        issue 19: session 14; session 5).
         """
-        return self._workers()
+        return self._workers() if self.backend.precision in REDUCED else max(1, self._workers() // 2)
 
     def _load_decoder(self) -> None:
         """Load the decoder's kernels when the first read that will be called needs them, not before: a run

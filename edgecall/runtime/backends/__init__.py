@@ -80,6 +80,7 @@ class ScoreBuffers:
 
 class Backend(Protocol):
     name: str  # e.g. "openvino:CPU", "onnxruntime:CPUExecutionProvider", "torch:cpu"
+    precision: str  # what the network's float arithmetic runs in: "f32", or a CPU's native "bf16"/"f16"
     output_width: int | None  # C, values per output frame, when the runtime can tell
     batch_size: int  # chunks per call (static)
     chunksize: int  # samples per chunk (static)

@@ -14,6 +14,7 @@ class OrtBackend:
 
         self.batch_size, self.chunksize = batch_size, chunksize
         self.name = f"onnxruntime:{provider}"
+        self.precision = "f32"
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:

@@ -29,6 +29,7 @@ class OpenVinoBackend:
 
         self.batch_size, self.chunksize = batch_size, chunksize
         self.name = f"openvino:{ir_name or target}" + (f" {inference_precision}" if inference_precision != "f32" else "")
+        self.precision = inference_precision
         core = ov.Core()
         ir = package.openvino_ir(ir_name) if ir_name else package.openvino_ir(target) or package.openvino_ir("CPU")
         source = ir if ir is not None else package.onnx_path

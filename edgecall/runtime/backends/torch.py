@@ -18,6 +18,7 @@ class TorchBackend:
             raise_missing_extra(exc, "--device torch")
         self.batch_size, self.chunksize = batch_size, chunksize
         self.name = "torch:cpu"
+        self.precision = "f32"
         if threads:
             torch.set_num_threads(int(threads))
         self._torch = torch
