@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--precision", default="auto", help="run's --precision (default: run's automatic choice).")
     parser.add_argument("--decode-threads", nargs="+", type=int, default=[None],
-                        help="CRF decoding threads to compare end to end (default: run's choice, every worker).")
+                        help="CRF decoding threads to compare end to end (default: run's own choice).")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
