@@ -68,3 +68,22 @@ def test_crf_decoding_takes_every_thread_where_the_network_runs_in_reduced_preci
     single.backend.precision = "bf16"
     assert single._chunk_decoders() == 1
     single.close()
+
+
+def test_the_command_line_keeps_compiled_kernels_in_the_users_cache(tmp_path: Path) -> None:
+    """Not beside the installed sources, where files pip never installed outlive an uninstall (and hid a later
+    editable install); a user's own NUMBA_CACHE_DIR stands."""
+    import os
+    import subprocess
+    import sys
+
+    show = "import edgecall.cli, numba; print(numba.config.CACHE_DIR)"
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+
+    def cache_dir() -> str:
+        return subprocess.run([sys.executable, "-c", show], env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+    assert cache_dir() == str(tmp_path / "xdg" / "edgecall" / "numba")
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "mine")
+    assert cache_dir() == str(tmp_path / "mine")
