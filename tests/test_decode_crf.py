@@ -12,7 +12,7 @@ import pytest
 from edgecall.errors import EdgecallError
 from edgecall.runtime.backends import chunk_major
 from edgecall.runtime.decode.crf import beam_search, decode_batch, mean_qscore, viterbi
-from edgecall.runtime.decode.crf_posteriors import _make_transpose, guides
+from edgecall.runtime.decode.crf_posteriors import _EXP_CEIL_BITS, _exp_row, _make_exp_transpose, guides
 from edgecall.runtime.decode.crf_search import beam_path, viterbi_path
 
 def crf_scores(rng: np.random.Generator, frames: int, state_len: int, peak: float = 1.5) -> np.ndarray:
@@ -244,29 +244,32 @@ def test_decode_batch_equals_one_chunk_at_a_time(mode: str) -> None:
 
 
 @pytest.mark.parametrize("width", [8, 16])
-def test_scan_order_transpose_at_either_vector_width(width: int) -> None:
-    """Both widths the decoder picks by CPU (8 on AVX2/NEON, 16 on AVX-512) move every score to scan order:
-    score 16q + k of a frame to k * (C/16) + q, for the blocks they cover."""
+def test_exponentials_in_scan_order_at_either_vector_width(width: int) -> None:
+    """Both widths the decoder picks by CPU (8 on AVX2/NEON, 16 on AVX-512) give ``_exp_row``'s exponentials bit
+    for bit, moved to scan order (score 16q + k of a frame to k * (C/16) + q), and its overflow test's bits."""
     from numba import njit
 
-    transpose = _make_transpose(width)
+    exp_transpose = _make_exp_transpose(width)
 
     @njit
-    def scan_order(row: np.ndarray, out: np.ndarray, msb: int) -> None:
-        for q in range(0, msb - msb % width, width):
-            transpose(row, 16 * q, out, q, msb)
+    def scan_order(row: np.ndarray, shift: np.float32, out: np.ndarray, msb: int) -> int:
+        top = np.int32(-2147483647)
+        for q in range(0, msb, width):
+            top = max(top, exp_transpose(row, 16 * q, shift, out, q, msb))
+        return top
 
-    row = np.arange(1024, dtype=np.float32)
+    row = np.random.default_rng(5).uniform(-100.0, 100.0, 1024).astype(np.float32)  # below the floor, above the ceiling
+    row[[3, 77, 500]] = np.nan, -np.inf, 2.0
+    shift = np.float32(2.0)
+    want = np.empty(1024, np.float32)
+    overflows = _exp_row(row, shift, want)
     out = np.full(1024, -1.0, np.float32)
-    scan_order(row, out, 64)
-    expected = row.reshape(64, 16).T.reshape(-1)  # out[k * 64 + q] = row[16 q + k]
-    assert np.array_equal(out, expected)
-    partial = np.full(16 * 24, -1.0, np.float32)  # 24 groups: only the whole blocks are moved here
-    scan_order(np.arange(16 * 24, dtype=np.float32), partial, 24)
-    moved = 24 - 24 % width
-    layout = partial.reshape(16, 24)
-    assert np.array_equal(layout[:, :moved], np.arange(16 * 24, dtype=np.float32).reshape(24, 16).T[:, :moved])
-    assert np.all(layout[:, moved:] == -1.0)
+    top = scan_order(row, shift, out, 64)
+    assert np.array_equal(out, want.reshape(64, 16).T.reshape(-1))  # out[k * 64 + q] = exp(row[16 q + k] - 2)
+    assert out[4 * 64 + 31] == 1.0 and out[3 * 64] == 0.0 and out[13 * 64 + 4] == 0.0  # exp(0); NaN and -inf weigh 0
+    assert top == (row - shift).view(np.int32).max() and overflows and top > _EXP_CEIL_BITS
+    calm = np.clip(np.nan_to_num(row), -50.0, 50.0)
+    assert scan_order(calm, shift, out, 64) <= _EXP_CEIL_BITS and not _exp_row(calm, shift, want)
 
 
 def test_chunk_major_keeps_values_and_lays_chunks_out_whole() -> None:

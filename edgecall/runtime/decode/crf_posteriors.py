@@ -65,62 +65,105 @@ def _zip_masks(width: int) -> tuple[ir.Constant, ir.Constant]:
             ir.Constant(mask, [width // 2 + i // 2 + width * (i % 2) for i in range(width)]))
 
 
-def _make_transpose(width: int):  # noqa: ANN202 - a numba intrinsic
-    """An intrinsic ``f(src, start, dst, offset, stride)``: dst[offset + k*stride + i] = src[start + 16*i + k]
-    for i < ``width``, k < 16, in registers.
+def _make_exp_transpose(width: int):  # noqa: ANN202 - a numba intrinsic
+    """An intrinsic ``f(src, start, shift, dst, offset, stride) -> int32``:
+    dst[offset + k*stride + i] = exp(src[start + 16*i + k] - shift) for i < ``width``, k < 16, in registers.
 
-    Each run of ``width`` k's is loaded as ``width`` vectors (one per i), zipped log2(width) times (a perfect
-    shuffle transposes the square), and stored as ``width`` vectors. As a loop of scalar copies the same
-    transpose cost more than the exponentials themselves. ``width`` is the CPU's float32 vector: 16 fills
-    AVX-512; on AVX2 the 16-wide shuffles split into cross-lane permutes that cost as much as the
-    exponentials, where 8 x 8 squares cost a third of that (bench/RESULTS.md, issue 19). No bounds checks:
+    The exponentials are :func:`_exp_row`'s, operation for operation with the same
+    contraction flags, so every value is the same bit for bit (tests check), but on
+    whole ``width``-float vectors: numba compiles ``_exp_row`` at the width LLVM
+    prefers (256 bits on Intel's AVX-512 CPUs), and the exponentials then went
+    through a row in memory before the transpose. Returns the largest float
+    bits of ``src - shift`` over the block (``_exp_row``'s overflow test).
+
+    Each run of ``width`` k's is loaded as ``width`` vectors (one per i),
+    exponentiated, zipped log2(width) times (a perfect shuffle transposes the
+    square), and stored as ``width`` vectors. As a loop of scalar copies the same
+    transpose cost more than the exponentials themselves. ``width`` is the CPU's
+    float32 vector: 16 fills AVX-512; on AVX2 the 16-wide shuffles split into
+    cross-lane permutes that cost as much as the exponentials, where 8 x 8
+    squares cost a third of that (bench/RESULTS.md, issue 19). No bounds checks:
     the caller keeps both blocks in range.
     """
-    vector = ir.VectorType(ir.FloatType(), width)
+    f32, i32 = ir.FloatType(), ir.IntType(32)
+    vector, bits_vector = ir.VectorType(f32, width), ir.VectorType(i32, width)
     zips = _zip_masks(width)
     stages = width.bit_length() - 1
+    contract = ("contract",)
+
+    def splat(value: float) -> ir.Constant:
+        return ir.Constant(vector, [float(value)] * width)
 
     @intrinsic
-    def transpose(typingctx, src, start, dst, offset, stride):  # noqa: ANN001, ANN202, ARG001 - numba's signature
+    def exp_transpose(typingctx, src, start, shift, dst, offset, stride):  # noqa: ANN001, ANN202, ARG001 - numba's signature
         floats = (src, dst)
         if not all(
             isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float32 for a in floats
         ):  # contiguous float32 rows: the block moves as whole vectors
             return None
-        if not all(isinstance(i, types.Integer) for i in (start, offset, stride)):
+        if not all(isinstance(i, types.Integer) for i in (start, offset, stride)) or shift != types.float32:
             return None
 
         def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
-            src_type, dst_type = signature.args[0], signature.args[2]
+            src_type, dst_type = signature.args[0], signature.args[3]
             src_ary = context.make_array(src_type)(context, builder, args[0])
-            dst_ary = context.make_array(dst_type)(context, builder, args[2])
+            dst_ary = context.make_array(dst_type)(context, builder, args[3])
             start_, offset_, stride_ = (
-                context.cast(builder, args[i], signature.args[i], types.intp) for i in (1, 3, 4)
+                context.cast(builder, args[i], signature.args[i], types.intp) for i in (1, 4, 5)
             )
             intp = context.get_value_type(types.intp)
+            module = builder.module
+            floor = cgutils.get_or_insert_function(module, ir.FunctionType(vector, [vector]), f"llvm.floor.v{width}f32")
+            largest = cgutils.get_or_insert_function(
+                module, ir.FunctionType(i32, [bits_vector]), f"llvm.vector.reduce.smax.v{width}i32")
+            one_shift = builder.insert_element(ir.Constant(vector, ir.Undefined), args[2], i32(0))
+            shift_ = builder.shuffle_vector(one_shift, one_shift, ir.Constant(bits_vector, [0] * width))
+            top = ir.Constant(bits_vector, [-2147483647] * width)
 
             def vector_at(arytype, ary, index):  # noqa: ANN001, ANN202
                 ptr = cgutils.get_item_pointer(context, builder, arytype, ary, [index])
                 return builder.bitcast(ptr, vector.as_pointer())
 
+            def fma(a, b, c):  # noqa: ANN001, ANN202 - a*b + c as _exp_row writes it; LLVM fuses it alike
+                return builder.fadd(builder.fmul(a, b, flags=contract), c, flags=contract)
+
+            def exp(x):  # noqa: ANN001, ANN202 - _exp_row's body on one vector
+                nonlocal top
+                d = builder.fsub(x, shift_, flags=contract)
+                v = builder.select(builder.fcmp_ordered(">", d, splat(_EXP_CEIL), flags=contract), splat(_EXP_CEIL), d)
+                k = builder.call(floor, [fma(v, splat(_LOG2E), splat(_HALF))])
+                r = fma(k, splat(-_LN2_LO), builder.fsub(v, builder.fmul(k, splat(_LN2_HI), flags=contract), flags=contract))
+                p = fma(r, splat(_E0), splat(_E1))
+                for c in (_E2, _E3, _E4, _E5):
+                    p = fma(r, p, splat(c))
+                exponent = builder.shl(builder.fptosi(k, bits_vector), ir.Constant(bits_vector, [23] * width))
+                two_k = builder.bitcast(builder.add(exponent, ir.Constant(bits_vector, [127 << 23] * width)), vector)
+                r_p = builder.fmul(r, builder.fmul(r, p, flags=contract), flags=contract)
+                e = builder.fmul(builder.fadd(builder.fadd(r, r_p, flags=contract), splat(_ONE), flags=contract), two_k,
+                                 flags=contract)
+                d_bits = builder.bitcast(d, bits_vector)
+                top = builder.select(builder.icmp_signed(">", d_bits, top), d_bits, top)
+                live = builder.fcmp_ordered(">", d, splat(_EXP_FLOOR), flags=contract)
+                return builder.select(live, e, ir.Constant(vector, None))
+
             half = width // 2
             for first in range(0, 16, width):  # k = first .. first + width - 1
-                rows = [builder.load(vector_at(src_type, src_ary, builder.add(start_, intp(16 * i + first))), align=4)
+                rows = [exp(builder.load(vector_at(src_type, src_ary, builder.add(start_, intp(16 * i + first))), align=4))
                         for i in range(width)]
                 for _ in range(stages):
                     rows = [builder.shuffle_vector(rows[i], rows[i + half], mask) for i in range(half) for mask in zips]
                 for k in range(width):
                     place = builder.add(offset_, builder.mul(stride_, intp(first + k)))
                     builder.store(rows[k], vector_at(dst_type, dst_ary, place), align=4)
-            return context.get_dummy_value()
+            return builder.call(largest, [top])
 
-        return types.void(src, start, dst, offset, stride), codegen
+        return types.int32(src, start, shift, dst, offset, stride), codegen
 
-    return transpose
+    return exp_transpose
 
 
 _BLOCK = 16 if "avx512f" in cpu_flags() else 8  # float32 lanes of the CPU's widest vector (AVX2 and NEON: 8 or fewer)
-_transpose_block = _make_transpose(_BLOCK)
+_exp_transpose_block = _make_exp_transpose(_BLOCK)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FMA)
@@ -169,6 +212,24 @@ def _log_row(x: np.ndarray, offset: float, out: np.ndarray, mant: np.ndarray) ->
         out[s] = _F(np.float64(m + y + _LN2_HI * e) + offset)
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _exp_blocks(row: np.ndarray, shift: np.float32, out: np.ndarray, msb: int) -> bool:
+    """``_exp_row`` of a whole row, written straight into scan order block by block; the same overflow test."""
+    top = np.int32(-2147483647)
+    for q in range(0, msb, _BLOCK):
+        top = max(top, _exp_transpose_block(row, 16 * q, shift, out, q, msb))
+    return top > _EXP_CEIL_BITS
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _highest(row: np.ndarray, floor: np.float32) -> np.float32:
+    """The larger of ``floor`` and the row's best score; NaN never raises it."""
+    for c in range(row.shape[0]):
+        if row[c] > floor:
+            floor = row[c]
+    return floor
+
+
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FMA)
 def _weights(scores: np.ndarray, n: int, stay, weights: np.ndarray, stay_w: np.ndarray, shift: np.ndarray) -> None:  # noqa: ANN001 - float | (T, S) array
     """exp(scores - shift) per frame, the shift chosen so nothing overflows, stored in scan order.
@@ -183,7 +244,8 @@ def _weights(scores: np.ndarray, n: int, stay, weights: np.ndarray, stay_w: np.n
     """
     frames, _, width = scores.shape
     msb = width // 16
-    row_exp = np.empty(width, np.float32)
+    in_registers = msb % _BLOCK == 0  # state_len >= 3: C/16 = 4**(L-1) groups fill whole blocks
+    row_exp = np.empty(0 if in_registers else width, np.float32)
     for t in range(frames):
         row = scores[t, n]
         if isinstance(stay, float):
@@ -193,18 +255,18 @@ def _weights(scores: np.ndarray, n: int, stay, weights: np.ndarray, stay_w: np.n
             for s in range(width // 4):
                 if stay[t, s] > m:  # NaN never raises the shift
                     m = stay[t, s]
-        if _exp_row(row, m, row_exp):
-            for c in range(width):
-                if row[c] > m:  # NaN never raises the shift
-                    m = row[c]
-            _exp_row(row, m, row_exp)
         out = weights[t]
-        blocked = msb - msb % _BLOCK
-        for q in range(0, blocked, _BLOCK):
-            _transpose_block(row_exp, 16 * q, out, q, msb)
-        for k in range(16):
-            for q in range(blocked, msb):
-                out[k * msb + q] = row_exp[16 * q + k]
+        if in_registers:
+            if _exp_blocks(row, m, out, msb):
+                m = _highest(row, m)
+                _exp_blocks(row, m, out, msb)
+        else:
+            if _exp_row(row, m, row_exp):
+                m = _highest(row, m)
+                _exp_row(row, m, row_exp)
+            for k in range(16):
+                for q in range(msb):
+                    out[k * msb + q] = row_exp[16 * q + k]
         shift[t] = m
         if isinstance(stay, float):
             stay_w[t] = np.exp(stay - np.float64(m))
