@@ -248,13 +248,7 @@ def _weights(scores: np.ndarray, n: int, stay, weights: np.ndarray, stay_w: np.n
     row_exp = np.empty(0 if in_registers else width, np.float32)
     for t in range(frames):
         row = scores[t, n]
-        if isinstance(stay, float):
-            m = _F(stay)
-        else:
-            m = _LOWEST
-            for s in range(width // 4):
-                if stay[t, s] > m:  # NaN never raises the shift
-                    m = stay[t, s]
+        m = _F(stay) if isinstance(stay, float) else _highest(stay[t], _LOWEST)
         out = weights[t]
         if in_registers:
             if _exp_blocks(row, m, out, msb):
