@@ -86,16 +86,15 @@ def build_package(name: str, root: Path, lstm_multiple: int = LSTM_WIDTH_MULTIPL
 def _recompiled(package, root: Path, lstm_multiple: int) -> Path:  # noqa: ANN001 - ModelPackage
     """``package`` compiled again from the checkpoint its provenance names, with LSTMs padded to ``lstm_multiple``
     (bench/int8.py needs the unpadded network, which NNCF can quantise, of a bundled package compiled padded)."""
-    import hashlib
-
     from edgecall.export.compile import compile_checkpoint
+    from edgecall.model.checkpoint import sha256_of
 
     recorded = Path(package.provenance.get("source", ""))
     parts = recorded.parts
     candidates = [recorded] + ([BENCH.parent.joinpath(*parts[parts.index("train-runs"):])] if "train-runs" in parts else [])
     want = package.provenance.get("source_sha256")
     for checkpoint in candidates:
-        if checkpoint.is_file() and hashlib.sha256(checkpoint.read_bytes()).hexdigest() == want:
+        if checkpoint.is_file() and sha256_of(checkpoint) == want:
             out = root / f"{package.config.name}-x{lstm_multiple}"
             compile_checkpoint(checkpoint, out, targets=["CPU"], name=package.config.name,
                                beam_width=package.config.decoder.beam_width, lstm_multiple=lstm_multiple)
