@@ -11,7 +11,6 @@ calls it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import torch
 from edgecall.errors import EdgecallError
 from edgecall.export.onnx_export import INPUT_NAME, export_onnx
 from edgecall.export.package import PackageResult, write_package
+from edgecall.model.checkpoint import sha256_of
 from edgecall.model.deepnano import (
     CHUNKSIZE,
     DeepNanoBlitz,
@@ -70,10 +70,6 @@ DEALINGS IN THE SOFTWARE.
 """
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def license_text(weights_name: str, digest: str, name: str) -> str:
     """MIT licence of the weights with a line saying where they came from."""
     return (
@@ -106,7 +102,7 @@ def _import(weights_txt: Path, out_dir: Path, targets: Sequence[str], batchsize:
     config = deepnano_config(hidden, batchsize=batchsize)
     state = to_state_dict(raw)
     model = build_module(config, state)
-    digest = sha256(weights_txt)
+    digest = sha256_of(Path(weights_txt))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_file = export_onnx(model, Path(tmp) / "model.onnx", stride=config.stride, example_samples=CHUNKSIZE)
         result = write_package(
