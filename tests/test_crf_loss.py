@@ -138,7 +138,7 @@ def test_numba_lattice_equals_the_torch_loop(monkeypatch: pytest.MonkeyPatch, st
     lengths = torch.tensor([width, 90, 41, state_len])  # padding, and the shortest target there can be
     results = []
     for numba in (True, False):
-        monkeypatch.setattr(module, "LATTICE_IN_NUMBA", numba)
+        monkeypatch.setattr(module, "LATTICE", "numba" if numba else "torch")
         leaf = scores.clone().requires_grad_(True)
         loss = crf_loss(leaf, targets, lengths, state_len=state_len)
         loss.backward()

@@ -1,9 +1,11 @@
-"""Bonito's CTC-CRF loss in pure PyTorch, for CPU training.
+"""Bonito's CTC-CRF loss without koi, on the CPU and on a GPU.
 
-Bonito (``bonito/crf/model.py CTC_CRF.ctc_loss``) leans on CUDA kernels from
-seqdist; this is the same loss as two log-space forward-backward passes with
-hand-written gradients (posteriors), so autograd does not record ~T small steps
-per lattice. Time is a Python loop; batch and states are vectorised.
+Bonito (``bonito/crf/model.py CTC_CRF.ctc_loss``) leans on koi's CUDA kernels;
+this is the same loss as two forward-backward passes with hand-written
+gradients (posteriors), so autograd does not record ~T small steps per lattice.
+The scans over frames run in numba on the CPU and in Triton on a GPU
+(``crf_triton``); the torch loops (14 small ops per frame) are the reference they
+are tested against, and the GPU's fallback where Triton cannot run.
 
 Score layout (edgecall's, ``DESIGN.md`` "CRF decoding"): per frame
 ``4**(L+1)`` scores; column ``s*4 + j`` moves into state ``s`` (an L-mer, newest
@@ -19,6 +21,7 @@ every start state. Per chunk, loss = -(log P(target)) / target_length.
 from __future__ import annotations
 
 import math
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -27,7 +30,9 @@ from numba import njit
 from torch import Tensor
 
 NUM_BASES = 4
-LATTICE_IN_NUMBA = True  # both lattices' scans of CPU tensors in numba (False: the torch loops, as on CUDA)
+LATTICES = ("numba", "triton", "torch")
+LATTICE: str | None = None  # forces one of LATTICES (bench, tests); None: numba on the CPU, Triton on a GPU
+_GPU_LATTICE: dict[tuple[str, int], str] = {}  # (device, state_len) -> the lattice its first check chose
 
 
 def _check(scores: Tensor, state_len: int) -> None:
@@ -86,12 +91,12 @@ class _GlobalLogZ(torch.autograd.Function):
     R (10 for the head's tanh * 5 against blank 2), no state's forward or
     backward mass falls more than e^(R*L) below the largest, well inside
     float32's e^87 for L <= 5 (a target lattice has no such bound: log space).
-    On the CPU the two scans run in numba (``_global_forward``, ``_global_backward``);
-    as torch ops per frame they were a quarter of a fast-size training step.
+    The two scans run in numba (``_global_forward``, ``_global_backward``) or Triton;
+    as torch ops per frame they were a quarter of a fast-size CPU training step.
     """
 
     @staticmethod
-    def forward(ctx, scores: Tensor, state_len: int, blank: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx, scores: Tensor, state_len: int, blank: float, lattice: str) -> Tensor:  # type: ignore[override]
         frames, batch, _ = scores.shape
         states, msb = NUM_BASES**state_len, NUM_BASES ** (state_len - 1)
         x = scores.detach()
@@ -102,8 +107,12 @@ class _GlobalLogZ(torch.autograd.Function):
         alpha = x.new_empty(frames + 1, batch, states)  # each frame sums to 1
         alpha[0] = 1.0 / states
         norms = x.new_empty(frames, batch)  # each frame's rescaling factor
-        if x.device.type == "cpu" and LATTICE_IN_NUMBA:
-            _over_chunks(_global_forward, batch, em.contiguous().numpy(), stay.contiguous().numpy(), alpha.numpy(), norms.numpy())
+        em, stay = em.contiguous(), stay.contiguous()
+        ctx.lattice = lattice
+        if lattice == "numba":
+            _over_chunks(_global_forward, batch, em.numpy(), stay.numpy(), alpha.numpy(), norms.numpy())
+        elif lattice == "triton":
+            _triton().global_forward(em, stay, alpha, norms)
         else:
             blocks = em.view(frames, batch * msb, NUM_BASES, NUM_BASES)  # one 4x4 matrix per (n, q)
             for t in range(frames):
@@ -115,14 +124,16 @@ class _GlobalLogZ(torch.autograd.Function):
         return norms.log().sum(dim=0) + shift.sum(dim=0) + state_len * math.log(NUM_BASES)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
         em, stay, alpha, norms = ctx.saved_tensors
         frames, batch, msb = em.shape[:3]
         states = msb * NUM_BASES
         beta = alpha.new_empty(alpha.shape)  # rescaled per frame, like alpha
         beta[frames] = 1.0
-        if em.device.type == "cpu" and LATTICE_IN_NUMBA:
-            _over_chunks(_global_backward, batch, em.contiguous().numpy(), stay.contiguous().numpy(), beta.numpy())
+        if ctx.lattice == "numba":
+            _over_chunks(_global_backward, batch, em.numpy(), stay.numpy(), beta.numpy())
+        elif ctx.lattice == "triton":
+            _triton().global_backward(em, stay, beta)
         else:
             blocks = em.view(frames, batch * msb, NUM_BASES, NUM_BASES).transpose(2, 3)
             for t in range(frames - 1, -1, -1):
@@ -137,7 +148,7 @@ class _GlobalLogZ(torch.autograd.Function):
         before = alpha[:-1].view(frames, batch, NUM_BASES, msb).transpose(2, 3).contiguous()
         post = em * before[:, :, :, None, :]
         post *= after.view(frames, batch, msb, NUM_BASES, 1)
-        return post.view(frames, batch, -1), None, None
+        return post.view(frames, batch, -1), None, None, None
 
 
 def _over_chunks(kernel, batch: int, *args) -> None:  # noqa: ANN001 - a numba kernel taking (first, end, ...)
@@ -211,15 +222,15 @@ class _TargetLogZ(torch.autograd.Function):
 
     On the CPU the lattice runs in numba, chunks in parallel: as a loop of torch ops
     over frames it was 40-50% of a training step of ONT's fast R10.4.1 size
-    (bench/train_step.py). Elsewhere (CUDA) the torch loop below runs.
+    (bench/train_step.py). On a GPU it runs in Triton, one program per chunk.
     """
 
     @staticmethod
-    def forward(ctx, moves: Tensor, n_states: Tensor, blank: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx, moves: Tensor, n_states: Tensor, blank: float, lattice: str) -> Tensor:  # type: ignore[override]
         frames, batch, _ = moves.shape
         moves = moves.detach()
-        ctx.blank, ctx.dtype = blank, moves.dtype
-        if moves.device.type == "cpu" and LATTICE_IN_NUMBA:
+        ctx.blank, ctx.dtype, ctx.lattice = blank, moves.dtype, lattice
+        if lattice == "numba":
             moves_np, n_states_np = moves.contiguous().numpy(), n_states.to(torch.int64).contiguous().numpy()
             alpha = np.empty((frames + 1, batch, moves.shape[2] + 1), moves_np.dtype)
             logz = np.empty(batch, moves_np.dtype)
@@ -229,25 +240,33 @@ class _TargetLogZ(torch.autograd.Function):
         ctx.cpu = None
         alpha = moves.new_full((frames + 1, batch, moves.shape[2] + 1), float("-inf"))
         alpha[0, :, 0] = 0.0
-        for t in range(frames):
-            a, nxt = alpha[t], alpha[t + 1]
-            torch.add(a, blank, out=nxt)
-            torch.logaddexp(nxt[:, 1:], a[:, :-1] + moves[t], out=nxt[:, 1:])
+        if lattice == "triton":
+            moves = moves.contiguous()
+            _triton().target_forward(moves, n_states, blank, alpha)
+        else:
+            for t in range(frames):
+                a, nxt = alpha[t], alpha[t + 1]
+                torch.add(a, blank, out=nxt)
+                torch.logaddexp(nxt[:, 1:], a[:, :-1] + moves[t], out=nxt[:, 1:])
         ctx.save_for_backward(moves, alpha, n_states)
-        return alpha[frames, torch.arange(batch), n_states - 1]
+        return alpha[frames, torch.arange(batch, device=moves.device), n_states - 1]
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
         if ctx.cpu is not None:
             moves_np, n_states_np, alpha_np, logz_np = ctx.cpu
             post_np = np.empty_like(moves_np)
             grad_np = grad.detach().to(ctx.dtype).contiguous().numpy()
             _over_chunks(_target_backward, moves_np.shape[1], moves_np, n_states_np, moves_np.dtype.type(ctx.blank),
                          alpha_np, logz_np, grad_np, post_np)
-            return torch.from_numpy(post_np), None, None
+            return torch.from_numpy(post_np), None, None, None
         moves, alpha, n_states = ctx.saved_tensors
         frames, batch, _ = moves.shape
-        rows = torch.arange(batch)
+        rows = torch.arange(batch, device=moves.device)
+        if ctx.lattice == "triton":
+            logz = alpha[frames, rows, n_states - 1].contiguous()
+            grad = grad.detach().to(ctx.dtype).contiguous()
+            return _triton().target_backward(moves, n_states, ctx.blank, alpha, logz, grad), None, None, None
         beta = torch.full_like(alpha, float("-inf"))
         beta[frames, rows, n_states - 1] = 0.0
         for t in range(frames - 1, -1, -1):
@@ -256,13 +275,13 @@ class _TargetLogZ(torch.autograd.Function):
             torch.logaddexp(cur[:, :-1], b[:, 1:] + moves[t], out=cur[:, :-1])
         logz = alpha[frames, rows, n_states - 1]
         post = torch.exp(alpha[:-1, :, :-1] + moves + beta[1:, :, 1:] - logz[None, :, None])
-        return post * grad[None, :, None], None, None
+        return post * grad[None, :, None], None, None, None
 
 
-def global_logz(scores: Tensor, *, state_len: int, blank_score: float = 2.0) -> Tensor:
-    """(N,) log-sum over all paths (any start state) of the (T, N, C) scores."""
+def global_logz(scores: Tensor, *, state_len: int, blank_score: float = 2.0, lattice: str | None = None) -> Tensor:
+    """(N,) log-sum over all paths (any start state) of the (T, N, C) scores; ``lattice``: see :func:`crf_loss`."""
     _check(scores, state_len)
-    return _GlobalLogZ.apply(scores, state_len, float(blank_score))
+    return _GlobalLogZ.apply(scores, state_len, float(blank_score), _lattice(scores.device, state_len, lattice))
 
 
 def target_move_scores(scores: Tensor, targets: Tensor, state_len: int) -> Tensor:
@@ -275,7 +294,8 @@ def target_move_scores(scores: Tensor, targets: Tensor, state_len: int) -> Tenso
 
 
 def target_logz(
-    scores: Tensor, targets: Tensor, target_lengths: Tensor, *, state_len: int, blank_score: float = 2.0
+    scores: Tensor, targets: Tensor, target_lengths: Tensor, *, state_len: int, blank_score: float = 2.0,
+    lattice: str | None = None,
 ) -> Tensor:
     """(N,) log-sum over the paths that spell each target; raises if a target cannot fit."""
     _check(scores, state_len)
@@ -287,7 +307,8 @@ def target_logz(
     if int(lengths.max()) - state_len > scores.shape[0]:
         raise ValueError(f"a target of {int(lengths.max())} bases needs more moves than {scores.shape[0]} frames")
     moves = target_move_scores(scores, targets.to(torch.int64), state_len)
-    return _TargetLogZ.apply(moves, lengths - state_len + 1, float(blank_score))
+    return _TargetLogZ.apply(moves, lengths - state_len + 1, float(blank_score),
+                             _lattice(scores.device, state_len, lattice))
 
 
 def crf_loss(
@@ -299,6 +320,7 @@ def crf_loss(
     blank_score: float = 2.0,
     normalise: bool = True,
     loss_clip: float | None = None,
+    lattice: str | None = None,
 ) -> Tensor:
     """Mean over the batch of -(log P(target)) / target_length, a scalar.
 
@@ -306,12 +328,76 @@ def crf_loss(
     (N, S) int64 bases 1..4 (A, C, G, T) padded with 0, ``target_lengths`` (N,).
     ``normalise`` divides by the global normaliser (bonito's default; the loss is
     then >= 0). ``loss_clip`` clamps each chunk's loss to [0, clip], as bonito's
-    ``loss_clip`` (the seed paper's code uses 10).
+    ``loss_clip`` (the seed paper's code uses 10). ``lattice`` picks the scans'
+    code, one of ``LATTICES``; None: ``LATTICE``, else numba on the CPU and Triton
+    on a GPU once it has passed a check there (the torch loops if not).
     """
-    score = target_logz(scores, targets, target_lengths, state_len=state_len, blank_score=blank_score)
+    lattice = _lattice(scores.device, state_len, lattice)
+    score = target_logz(scores, targets, target_lengths, state_len=state_len, blank_score=blank_score, lattice=lattice)
     if normalise:
-        score = score - global_logz(scores, state_len=state_len, blank_score=blank_score)
+        score = score - global_logz(scores, state_len=state_len, blank_score=blank_score, lattice=lattice)
     loss = -score / target_lengths.to(score.dtype)
     if loss_clip is not None:
         loss = loss.clamp(0.0, loss_clip)
     return loss.mean()
+
+
+def _lattice(device: torch.device, state_len: int, asked: str | None) -> str:
+    """The scans' code for tensors on ``device``: ``asked``, else ``LATTICE``, else the device's own."""
+    lattice = asked or LATTICE
+    if lattice is None:
+        return "numba" if device.type == "cpu" else _gpu_lattice(device, state_len)
+    if lattice not in LATTICES:
+        raise ValueError(f"lattice must be one of {', '.join(LATTICES)}, got {lattice!r}")
+    if lattice == "numba" and device.type != "cpu":
+        raise ValueError(f"the numba lattice runs on CPU tensors only, these are on {device}")
+    return lattice
+
+
+def _gpu_lattice(device: torch.device, state_len: int) -> str:
+    """Triton, once it has given the torch loops' loss and gradient on a small batch on this device; else the loops.
+
+    Checked at first use, so a GPU, driver or Triton build that cannot run the kernels
+    costs speed, said once on stderr, and never a wrong gradient or a dead run.
+    """
+    key = (str(device), state_len)
+    if key not in _GPU_LATTICE:
+        problem = triton_problem(device, state_len)
+        if problem is not None:
+            print(f"edgecall: the CRF loss runs as torch loops on {device}, slower: {problem}", file=sys.stderr)
+        _GPU_LATTICE[key] = "torch" if problem else "triton"
+    return _GPU_LATTICE[key]
+
+
+def triton_problem(device: torch.device, state_len: int) -> str | None:
+    """Why the Triton scans cannot serve on ``device`` (import or launch failed, or they disagree with the torch
+    loops on a small random batch); None when they can."""
+    try:
+        _triton()
+    except Exception as err:  # noqa: BLE001 - ImportError, or a Triton that cannot start on this platform
+        return f"Triton cannot be imported ({err}); it comes with PyTorch's CUDA wheels on Linux"
+    gen = torch.Generator().manual_seed(state_len)
+    frames, batch, width = 96, 3, 40
+    scores = (torch.rand(frames, batch, NUM_BASES ** (state_len + 1), generator=gen) * 10 - 5).to(device)
+    targets = torch.randint(1, 5, (batch, width), generator=gen).to(device)
+    lengths = torch.tensor([width, width // 2, state_len], device=device)
+    results = []
+    for lattice in ("triton", "torch"):
+        leaf = scores.clone().requires_grad_(True)
+        try:
+            loss = crf_loss(leaf, targets, lengths, state_len=state_len, lattice=lattice)
+            loss.backward()
+        except Exception as err:  # noqa: BLE001 - any compile or launch failure means: use the loops
+            return f"the Triton kernels failed ({type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]})"
+        results.append((loss.detach(), leaf.grad))
+    (loss_t, grad_t), (loss_l, grad_l) = results
+    if not (torch.allclose(loss_t, loss_l, rtol=1e-4, atol=1e-5) and torch.allclose(grad_t, grad_l, rtol=1e-3, atol=1e-6)):
+        return (f"the Triton kernels disagree with the torch loops (loss {float(loss_t):.6f} against {float(loss_l):.6f}, "
+                f"largest gradient difference {float((grad_t - grad_l).abs().max()):.2e})")
+    return None
+
+
+def _triton():  # noqa: ANN202 - the module, imported on first use: Triton is there only where a GPU build of torch is
+    from edgecall.train import crf_triton
+
+    return crf_triton
