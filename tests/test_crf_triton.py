@@ -3,7 +3,11 @@ and a GPU whose Triton cannot run them falls back to the torch loops with one li
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -117,6 +121,24 @@ def test_a_gpu_without_triton_is_said(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(module, "_triton", missing)
     assert module.triton_problem(torch.device("cpu"), 3) == (
         "Triton cannot be imported (No module named 'triton'); it comes with PyTorch's CUDA wheels on Linux")
+
+
+def test_the_kernels_compile_for_a100_and_h100() -> None:
+    """Ahead of time, to cubin, with no GPU here: every kernel at ONT's fast, hac and sup state lengths and at
+    short and long targets, with the barrier and the volatile loads in its PTX. The interpreter cannot catch what
+    only the compiler refuses."""
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    if not ptxas.is_file():
+        pytest.skip(f"this Triton build has no NVIDIA compiler ({ptxas} is missing)")
+    env = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
+    script = Path(__file__).with_name("triton_compile.py")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    kernels = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(kernels) == 2 * (2 * 3 + 2 * 2), done.stdout
+    assert {k["kernel"] for k in kernels} == {"_global_forward_kernel", "_global_backward_kernel",
+                                              "_target_forward_kernel", "_target_backward_kernel"}
+    assert all(k["barrier"] and k["volatile"] for k in kernels), done.stdout
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
