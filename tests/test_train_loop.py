@@ -91,6 +91,35 @@ def test_resume_after_interruption_is_bit_exact(tmp_path: Path) -> None:
     assert [r.split("\t")[:6] for r in log_a] == [r.split("\t")[:6] for r in log_b]  # same rows, no duplicates
 
 
+def test_batches_made_ahead_in_a_thread_give_the_same_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a GPU run does (the next batch made while the step runs), here on the CPU: the same losses and weights,
+    and a data failure still ends the run at its own step, after the checkpoint before it."""
+    from edgecall.train import loop
+
+    val = synthetic(99)
+    plain = train(TINY, options(tmp_path / "plain"), synthetic, val)
+    monkeypatch.setattr(loop, "_make_ahead", lambda device: True)
+    made: list[int] = []
+
+    def watched(step: int) -> Batch:
+        made.append(step)
+        return synthetic(step)
+
+    ahead = train(TINY, options(tmp_path / "ahead"), watched, val)
+    assert made == list(range(6)) and ahead.losses == plain.losses
+    a, b = load_checkpoint(plain.checkpoint), load_checkpoint(ahead.checkpoint)
+    assert all(torch.equal(a.state[k], b.state[k]) for k in a.state)
+
+    def failing(step: int) -> Batch:
+        if step == 4:
+            raise ValueError("chunk 4 is unreadable")
+        return synthetic(step)
+
+    with pytest.raises(ValueError, match="chunk 4 is unreadable"):
+        train(TINY, options(tmp_path / "failing"), failing, val)
+    assert [s for s, _ in checkpoints(tmp_path / "failing")] == [3]
+
+
 def test_checkpoint_is_an_edgecall_checkpoint(tmp_path: Path) -> None:
     result = train(TINY, options(tmp_path, steps=3), synthetic, synthetic(99))
     ckpt = load_checkpoint(result.checkpoint)

@@ -17,6 +17,8 @@ import random
 import re
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -317,9 +319,9 @@ def train(config: ModelConfig, options: TrainOptions, data: DataFn, val_data: Ba
     losses: list[float] = []
     window: list[tuple[float, float, float]] = []
     started = time.perf_counter()
+    batches = _batches(data, step, options.steps, device)
     try:
-        while step < options.steps:
-            batch = data(step)
+        for batch in batches:
             _check_batch(batch, options, step)
             signal, targets, lengths = _on_device(batch, device)
             lam = delayed_lambda(step, warmup_steps=options.lambda_step, initial=options.lambda_initial,
@@ -351,15 +353,39 @@ def train(config: ModelConfig, options: TrainOptions, data: DataFn, val_data: Ba
                 save_checkpoint(path, config, options, model, optimizer, step)
                 _prune(out_dir, options.keep_checkpoints)
     finally:
+        batches.close()
         log.close()
     return TrainResult(step, checkpoints(out_dir)[-1][1], tuple(losses))  # the last step always checkpoints
 
 
+def _batches(data: DataFn, first: int, end: int, device: torch.device) -> Iterator[Batch]:
+    """The batches of steps [first, end). Off the CPU, each is made (and pinned) in a thread while the step before
+    it runs on the device, which would otherwise wait for the CPU to simulate or read it; a batch is a function of
+    its step alone, so the run is the same either way. On the CPU the step itself keeps every core busy."""
+    if not _make_ahead(device):
+        yield from (data(step) for step in range(first, end))
+        return
+
+    def pinned(step: int) -> Batch:
+        return tuple(t.pin_memory() if device.type == "cuda" else t for t in data(step))  # type: ignore[return-value]
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgecall-train-data") as pool:
+        coming = pool.submit(pinned, first) if first < end else None
+        for step in range(first, end):
+            batch = coming.result()  # type: ignore[union-attr]
+            coming = pool.submit(pinned, step + 1) if step + 1 < end else None
+            yield batch
+
+
+def _make_ahead(device: torch.device) -> bool:
+    return device.type != "cpu"
+
+
 def _on_device(batch: Batch, device: torch.device) -> Batch:
-    """The batch on the training device: pinned host memory, copies that overlap the GPU's work."""
+    """The batch on the training device: from pinned host memory, copies that overlap the GPU's work."""
     if device.type == "cpu":
         return batch
-    return tuple(t.pin_memory().to(device, non_blocking=True) for t in batch)  # type: ignore[return-value]
+    return tuple(t.to(device, non_blocking=True) for t in batch)  # type: ignore[return-value]
 
 
 def _autocast(device: torch.device) -> Any:
