@@ -8,7 +8,8 @@ time per step comes from its log, the first (warm-up) step left out. Then the
 CTC-CRF loss alone (forward and backward, on scores of the same shape, with the
 scans under test) is timed, so its share of a step shows whether it dominates
 (issue 20). On a GPU with koi installed, Bonito's own loss (koi's CUDA kernels)
-is timed beside it on scores of Bonito's width for the same model.
+is timed beside it on scores of Bonito's width for the same model. The last column is the
+CPU time to simulate one batch of that shape (`edgecall train` without --data).
 
 Sizes: ``r10-fast`` (dna_r10.4.1_e8.2_260bps_fast@v4.0.0: LSTM 96 x 5, state_len 3)
 and ``r10-hac`` (dna_r10.4.1_e8.2_400bps_hac@v4.2.0: LSTM 384 x 5, state_len 4),
@@ -132,6 +133,24 @@ def ops_per_frame(lattice: str, state_len: int) -> tuple[float, float]:
     return (k2 - k1) / 100, (a2 - a1) / 100
 
 
+def simulated_batch_seconds(config, batch_size: int, chunksize: int, repeats: int = 2) -> float:  # noqa: ANN001
+    """Median seconds to simulate one batch of this shape, as ``edgecall train`` does without --data: the CPU work a
+    GPU step would wait on unless the batch is made while the step before it runs."""
+    from edgecall.train.data import MixedSource, SimulatedData, SimulatedSource, default_references, load_references
+    from edgecall.train.simulate import SimulationOptions
+
+    simulation = SimulationOptions.for_chemistry("r10.4.1", config.sample_rate)
+    source = SimulatedSource(config, chunksize, load_references(list(default_references())),
+                             SimulatedData(simulation=simulation))
+    data = MixedSource([(source, 1.0)], batch_size)
+    times = []
+    for step in range(repeats):
+        start = time.perf_counter()
+        data(step)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=list(ONT_SIZES), choices=list(ONT_SIZES))
@@ -167,7 +186,7 @@ def main() -> None:
     koi = device.type == "cuda" and importlib.util.find_spec("koi") is not None
     print(f"# Bonito's loss (koi): {'timed' if koi else 'not timed, koi is not installed (it needs a CUDA GPU)'}")
     print(f"{'size':<10} {'lattice':<7} {'LSTM':<20} {'params':>9} {'s/step':>7} {'steps (s)':<22} {'CRF loss s':>10} "
-          f"{'share':>6} {'bonito loss s':>13}")
+          f"{'share':>6} {'bonito loss s':>13} {'sim batch s':>11}")
     with tempfile.TemporaryDirectory() as tmp:
         for size, lattice in [(size, lattice) for size in args.sizes for lattice in args.lattices]:
             crf_loss_module.LATTICE = lattice
@@ -188,8 +207,9 @@ def main() -> None:
             loss = loss_seconds(config, data, device, repeats=3)
             params = sum(t.numel() for t in ckpt.state.values())
             bonito = f"{loss_seconds(config, data, device, repeats=3, bonito=True):.3f}" if koi else "-"
+            simulated = simulated_batch_seconds(config, args.batch_size, chunksize)
             print(f"{size:<10} {lattice:<7} {'x'.join(map(str, config.encoder.hidden_sizes)):<20} {params:>9,} {per_step:>7.2f} "
-                  f"{', '.join(f'{s:.1f}' for s in steps):<22} {loss:>10.3f} {loss / per_step:>6.0%} {bonito:>13}", flush=True)
+                  f"{', '.join(f'{s:.1f}' for s in steps):<22} {loss:>10.3f} {loss / per_step:>6.0%} {bonito:>13} {simulated:>11.3f}", flush=True)
 
 
 if __name__ == "__main__":
