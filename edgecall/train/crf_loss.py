@@ -385,8 +385,9 @@ def triton_problem(device: torch.device, state_len: int) -> str | None:
     for lattice in ("triton", "torch"):
         leaf = scores.clone().requires_grad_(True)
         try:
-            loss = crf_loss(leaf, targets, lengths, state_len=state_len, lattice=lattice)
-            loss.backward()
+            with torch.enable_grad():  # the first loss of a run may come under no_grad (validation)
+                loss = crf_loss(leaf, targets, lengths, state_len=state_len, lattice=lattice)
+                loss.backward()
         except Exception as err:  # noqa: BLE001 - any compile or launch failure means: use the loops
             return f"the Triton kernels failed ({type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]})"
         results.append((loss.detach(), leaf.grad))
