@@ -381,17 +381,19 @@ def triton_problem(device: torch.device, state_len: int) -> str | None:
     scores = (torch.rand(frames, batch, NUM_BASES ** (state_len + 1), generator=gen) * 10 - 5).to(device)
     targets = torch.randint(1, 5, (batch, width), generator=gen).to(device)
     lengths = torch.tensor([width, width // 2, state_len], device=device)
-    results = []
-    for lattice in ("triton", "torch"):
+
+    def run(lattice: str) -> tuple[Tensor, Tensor]:
         leaf = scores.clone().requires_grad_(True)
-        try:
-            with torch.enable_grad():  # the first loss of a run may come under no_grad (validation)
-                loss = crf_loss(leaf, targets, lengths, state_len=state_len, lattice=lattice)
-                loss.backward()
-        except Exception as err:  # noqa: BLE001 - any compile or launch failure means: use the loops
-            return f"the Triton kernels failed ({type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]})"
-        results.append((loss.detach(), leaf.grad))
-    (loss_t, grad_t), (loss_l, grad_l) = results
+        with torch.enable_grad():  # the first loss of a run may come under no_grad (validation)
+            loss = crf_loss(leaf, targets, lengths, state_len=state_len, lattice=lattice)
+            loss.backward()
+        return loss.detach(), leaf.grad  # type: ignore[return-value]
+
+    loss_l, grad_l = run("torch")
+    try:
+        loss_t, grad_t = run("triton")
+    except Exception as err:  # noqa: BLE001 - any compile or launch failure means: use the loops
+        return f"the Triton kernels failed ({type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]})"
     if not (torch.allclose(loss_t, loss_l, rtol=1e-4, atol=1e-5) and torch.allclose(grad_t, grad_l, rtol=1e-3, atol=1e-6)):
         return (f"the Triton kernels disagree with the torch loops (loss {float(loss_t):.6f} against {float(loss_l):.6f}, "
                 f"largest gradient difference {float((grad_t - grad_l).abs().max()):.2e})")
