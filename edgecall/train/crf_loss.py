@@ -26,8 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 from torch import Tensor
+
+from edgecall.runtime.decode.float32_math import exp_core, log1p_core
 
 NUM_BASES = 4
 LATTICES = ("numba", "triton", "torch")
@@ -178,10 +181,60 @@ def _log_add(a: float, b: float) -> float:
     return a + np.log1p(np.exp(b - a))
 
 
-@njit(cache=True, nogil=True)
+_LOG_ADD_FLOOR = np.float32(-24.0)  # log(1 + e^d) below this is < 4e-11: dropped, and no denormals on the way
+_POSTERIOR_FLOOR = np.float32(-60.0)  # posteriors below e^-60 are 0: times a chunk's grad they would be denormal
+_POSTERIOR_CEIL = np.float32(80.0)
+
+
+def _log_add_rows(stay: np.ndarray, came: np.ndarray, move: np.ndarray, blank: float, out: np.ndarray) -> None:
+    """out[i] = log(exp(stay[i] + blank) + exp(came[i] + move[i])), all 1-d of one length. Compiled per dtype."""
+
+
+def _posterior_row(before: np.ndarray, move: np.ndarray, after: np.ndarray, logz: float, grad: float,
+                   out: np.ndarray) -> None:
+    """out[i] = exp(before[i] + move[i] + after[i] - logz) * grad, all 1-d of one length. Compiled per dtype."""
+
+
+@overload(_log_add_rows, jit_options={"fastmath": {"contract"}})
+def _log_add_rows_for(stay, came, move, blank, out):  # noqa: ANN001, ANN202 - numba's types
+    if out.dtype == types.float32:  # training's own dtype: the vectorised cores
+        def rows(stay, came, move, blank, out):  # noqa: ANN001, ANN202
+            for i in range(out.shape[0]):
+                x, y = stay[i] + blank, came[i] + move[i]
+                high = x if x > y else y
+                d = (y if x > y else x) - high  # NaN when both are -inf: then e = 0 and out = -inf
+                e = exp_core(d) if d > _LOG_ADD_FLOOR else np.float32(0.0)
+                out[i] = high + log1p_core(e)
+    else:  # float64 (the exactness tests): libm
+        def rows(stay, came, move, blank, out):  # noqa: ANN001, ANN202
+            for i in range(out.shape[0]):
+                out[i] = _log_add(stay[i] + blank, came[i] + move[i])
+    return rows
+
+
+@overload(_posterior_row, jit_options={"fastmath": {"contract"}})
+def _posterior_row_for(before, move, after, logz, grad, out):  # noqa: ANN001, ANN202 - numba's types
+    if out.dtype == types.float32:
+        def row(before, move, after, logz, grad, out):  # noqa: ANN001, ANN202
+            for i in range(out.shape[0]):
+                d = before[i] + move[i] + after[i] - logz
+                v = min(max(d, _POSTERIOR_FLOOR), _POSTERIOR_CEIL)
+                out[i] = exp_core(v) * grad if d > _POSTERIOR_FLOOR else np.float32(0.0)
+    else:
+        def row(before, move, after, logz, grad, out):  # noqa: ANN001, ANN202
+            for i in range(out.shape[0]):
+                out[i] = np.exp(before[i] + move[i] + after[i] - logz) * grad
+    return row
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _target_forward(first: int, end: int, moves: np.ndarray, n_states: np.ndarray, blank: float, alpha: np.ndarray,
                     logz: np.ndarray) -> None:
-    """Fills ``alpha`` (T+1, N, S+1) (log space; -inf beyond each chunk's lattice) and ``logz`` of chunks [first, end)."""
+    """Fills ``alpha`` (T+1, N, S+1) (log space; -inf beyond each chunk's lattice) and ``logz`` of chunks [first, end).
+
+    Only the band of states a path through the lattice can hold is computed: at frame t
+    a path has made at most t moves, and must still make the rest by the last frame,
+    about half the cells of a chunk (``_target_band``)."""
     frames = moves.shape[0]
     for n in range(first, end):
         last = n_states[n] - 1
@@ -189,30 +242,44 @@ def _target_forward(first: int, end: int, moves: np.ndarray, n_states: np.ndarra
         alpha[0, n, 0] = 0.0
         for t in range(frames):
             a, nxt, move = alpha[t, n], alpha[t + 1, n], moves[t, n]
-            nxt[0] = a[0] + blank
-            for s in range(1, last + 1):
-                nxt[s] = _log_add(a[s] + blank, a[s - 1] + move[s - 1])
-            nxt[last + 1 :] = -np.inf
+            low, high = _target_band(t + 1, frames, last)
+            nxt[:low] = -np.inf
+            nxt[high + 1 :] = -np.inf
+            if low == 0:
+                nxt[0] = a[0] + blank
+                low = 1
+            if low <= high:
+                _log_add_rows(a[low : high + 1], a[low - 1 : high], move[low - 1 : high], blank, nxt[low : high + 1])
         logz[n] = alpha[frames, n, last]
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always")
+def _target_band(t: int, frames: int, last: int) -> tuple[int, int]:
+    """The states [low, high] of a target lattice that lie on some path at frame ``t`` (0 = before any score)."""
+    return max(0, last - (frames - t)), min(t, last)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _target_backward(first: int, end: int, moves: np.ndarray, n_states: np.ndarray, blank: float, alpha: np.ndarray,
                      logz: np.ndarray, grad: np.ndarray, post: np.ndarray) -> None:
-    """Fills ``post`` (T, N, S) of chunks [first, end) with each move's posterior times its chunk's ``grad``;
-    beta is kept one frame at a time."""
+    """Fills ``post`` (T, N, S), zeros on entry, of chunks [first, end) with each move's posterior times its chunk's
+    ``grad``, within the band of ``_target_forward``; beta is kept one frame at a time."""
     frames, _, width = moves.shape
     for n in range(first, end):
         last = n_states[n] - 1
         beta = np.full(width + 1, -np.inf, moves.dtype)
-        cur = np.empty(width + 1, moves.dtype)
+        cur = np.full(width + 1, -np.inf, moves.dtype)
         beta[last] = 0.0
-        post[:, n, last:] = 0.0
         for t in range(frames - 1, -1, -1):
             move, a = moves[t, n], alpha[t, n]
-            for s in range(last):
-                post[t, n, s] = np.exp(a[s] + move[s] + beta[s + 1] - logz[n]) * grad[n]
-                cur[s] = _log_add(beta[s] + blank, beta[s + 1] + move[s])
+            low, high = _target_band(t, frames, last)  # alpha[t]'s band; a move from `last` has no state to go to
+            high = min(high, last - 1)
+            if low <= high:
+                _posterior_row(a[low : high + 1], move[low : high + 1], beta[low + 1 : high + 2], logz[n], grad[n],
+                               post[t, n, low : high + 1])
+            low = max(0, last - (frames - t))  # beta[t]'s band: the states that still reach `last` in time
+            if low < last:
+                _log_add_rows(beta[low:last], beta[low + 1 : last + 1], move[low:last], blank, cur[low:last])
             cur[last] = beta[last] + blank
             beta, cur = cur, beta
 
@@ -255,7 +322,7 @@ class _TargetLogZ(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
         if ctx.cpu is not None:
             moves_np, n_states_np, alpha_np, logz_np = ctx.cpu
-            post_np = np.empty_like(moves_np)
+            post_np = np.zeros_like(moves_np)
             grad_np = grad.detach().to(ctx.dtype).contiguous().numpy()
             _over_chunks(_target_backward, moves_np.shape[1], moves_np, n_states_np, moves_np.dtype.type(ctx.blank),
                          alpha_np, logz_np, grad_np, post_np)

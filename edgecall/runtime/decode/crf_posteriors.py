@@ -30,23 +30,16 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from edgecall.devices.precision import cpu_flags
+from edgecall.runtime.decode.float32_math import E0 as _E0, E1 as _E1, E2 as _E2, E3 as _E3, E4 as _E4, E5 as _E5
+from edgecall.runtime.decode.float32_math import HALF as _HALF, LN2_HI as _LN2_HI, LN2_LO as _LN2_LO, LOG2E as _LOG2E
+from edgecall.runtime.decode.float32_math import L0 as _L0, L1 as _L1, L2 as _L2, L3 as _L3, L4 as _L4, L5 as _L5
+from edgecall.runtime.decode.float32_math import L6 as _L6, L7 as _L7, L8 as _L8, ONE as _ONE, SQRT_HALF as _SQRT_HALF
+from edgecall.runtime.decode.float32_math import exp_core
 
 _F = np.float32
-# Cephes expf/logf: polynomial cores around a power-of-two split done on the float bits.
-_LOG2E = _F(1.44269504088896341)
-_LN2_HI = _F(0.693359375)
-_LN2_LO = _F(-2.12194440e-4)
 _EXP_FLOOR = _F(-87.0)  # below this exp underflows float32 normals: treat as 0
 _EXP_CEIL = _F(80.0)  # above this, rescale the frame by its max instead of blank
 _EXP_CEIL_BITS = np.int32(_EXP_CEIL.view(np.int32))
-_E0, _E1, _E2 = _F(1.9875691500e-4), _F(1.3981999507e-3), _F(8.3334519073e-3)
-_E3, _E4, _E5 = _F(4.1665795894e-2), _F(1.6666665459e-1), _F(5.0000001201e-1)
-_L0, _L1, _L2 = _F(7.0376836292e-2), _F(-1.1514610310e-1), _F(1.1676998740e-1)
-_L3, _L4, _L5 = _F(-1.2420140846e-1), _F(1.4249322787e-1), _F(-1.6668057665e-1)
-_L6, _L7, _L8 = _F(2.0000714765e-1), _F(-2.4999993993e-1), _F(3.3333331174e-1)
-_SQRT_HALF = _F(0.707106781186547524)
-_HALF = _F(0.5)
-_ONE = _F(1.0)
 _ZERO = _F(0.0)
 _LOWEST = _F(np.finfo(np.float32).min)
 _LOG_FLOOR = 1e-30  # beta floor before the log: unreachable states sit 69 nats down, not at -inf
@@ -179,12 +172,7 @@ def _exp_row(x: np.ndarray, shift: np.float32, out: np.ndarray) -> bool:
     top = np.int32(-2147483647)
     for c in range(x.shape[0]):
         d = x[c] - shift
-        v = min(max(d, _EXP_FLOOR), _EXP_CEIL)
-        k = np.floor(v * _LOG2E + _HALF)
-        r = v - k * _LN2_HI - k * _LN2_LO
-        p = ((((_E0 * r + _E1) * r + _E2) * r + _E3) * r + _E4) * r + _E5
-        two_k = np.int32((np.int32(k) + 127) << 23).view(np.float32)
-        out[c] = (p * r * r + r + _ONE) * two_k if d > _EXP_FLOOR else _ZERO
+        out[c] = exp_core(min(max(d, _EXP_FLOOR), _EXP_CEIL)) if d > _EXP_FLOOR else _ZERO
         top = max(top, np.float32(d).view(np.int32))
     return top > _EXP_CEIL_BITS
 
