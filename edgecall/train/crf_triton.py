@@ -3,14 +3,14 @@
 As torch ops, each frame of a scan is a handful of tiny kernels: 14 launches
 per frame over the four scans (``bench/train_step.py --count-ops``), ~28,000 per
 step for a 2,000-frame R10.4.1 chunk, each launched from Python. Here each scan
-is one launch: one program per
-chunk walks the frames, its states spread over the program's threads. A frame's
-new row is written to the lattice in global memory and read back, permuted,
-after a barrier (``volatile`` loads, so no thread reads a stale cached row).
+is one launch: one program per chunk walks the frames, its states spread over
+the program's threads. A frame's new row is written to the lattice in global
+memory and read back, permuted, after a barrier (``volatile`` loads, so no
+thread reads a stale cached row).
 
 Same arithmetic as the numba scans of ``crf_loss`` (the CPU's), so the same
-loss to rounding, over every state (a GPU frame is latency-bound, so the CPU's
-band would save nothing). Triton comes with PyTorch's CUDA wheels on Linux; with
+loss to rounding, over every state: a frame's states run side by side, so the
+CPU's band of reachable states would not shorten it. Triton comes with PyTorch's CUDA wheels on Linux; with
 ``TRITON_INTERPRET=1`` set before this module is imported, the kernels run on
 CPU tensors, which is how the tests check them on a machine without a GPU.
 """
