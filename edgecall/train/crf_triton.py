@@ -10,9 +10,10 @@ thread reads a stale cached row).
 
 Same arithmetic as the numba scans of ``crf_loss`` (the CPU's), so the same
 loss to rounding, over every state: a frame's states run side by side, so the
-CPU's band of reachable states would not shorten it. Triton comes with PyTorch's CUDA wheels on Linux; with
-``TRITON_INTERPRET=1`` set before this module is imported, the kernels run on
-CPU tensors, which is how the tests check them on a machine without a GPU.
+CPU's band of reachable states would not shorten it. Triton comes with
+PyTorch's CUDA wheels on Linux; with ``TRITON_INTERPRET=1`` set before this
+module is imported, the kernels run on CPU tensors, which is how the tests
+check them on a machine without a GPU.
 """
 
 from __future__ import annotations
