@@ -272,12 +272,13 @@ def _target_backward(first: int, end: int, moves: np.ndarray, n_states: np.ndarr
         beta[last] = 0.0
         for t in range(frames - 1, -1, -1):
             move, a = moves[t, n], alpha[t, n]
-            low, high = _target_band(t, frames, last)  # alpha[t]'s band; a move from `last` has no state to go to
+            # alpha[t]'s band; beta[t] is finite from the same `low` (the states that still reach `last` in time) to
+            # `last`, and a move from `last` has no state to go to
+            low, high = _target_band(t, frames, last)
             high = min(high, last - 1)
             if low <= high:
                 _posterior_row(a[low : high + 1], move[low : high + 1], beta[low + 1 : high + 2], logz[n], grad[n],
                                post[t, n, low : high + 1])
-            low = max(0, last - (frames - t))  # beta[t]'s band: the states that still reach `last` in time
             if low < last:
                 _log_add_rows(beta[low:last], beta[low + 1 : last + 1], move[low:last], blank, cur[low:last])
             cur[last] = beta[last] + blank
