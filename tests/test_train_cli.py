@@ -124,7 +124,7 @@ def test_r10_model_from_simulated_and_reference_labelled_reads(tmp_path: Path) -
     run = edgecall("train", str(tmp_path / "r10"), "--chemistry", "r10.4.1", *tiny, "--steps", "2", *aligned)
     assert run.returncode == 0, run.stderr
     assert "reference-labelled reads: 2 from calls.bam" in run.stderr
-    assert "(r10.4.1, 5000 Hz, stride 6, quantile)" in run.stderr
+    assert "(dna_r10.4.1_e8.2_400bps, 5000 Hz, stride 6, quantile)" in run.stderr
     config = load_checkpoint(checkpoints(tmp_path / "r10")[-1][1]).config
     assert (config.chemistry, config.sample_rate, config.stride, config.normalisation.strategy) == (
         "dna_r10.4.1_e8.2_400bps", 5000, 6, "quantile")

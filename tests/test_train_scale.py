@@ -77,3 +77,42 @@ def test_distillation_brings_a_student_closer_to_its_teacher(shared_data: Path, 
     loss_before, _ = validate(from_loaded(before), batch)
     loss_after, _ = validate(from_loaded(after), batch)
     assert loss_after < 0.9 * loss_before, (loss_before, loss_after)
+
+
+def test_a_new_model_from_an_ont_config_takes_its_chemistry_and_folds_its_batchnorm(shared_data: Path, tmp_path: Path) -> None:
+    """--config an ONT folder's config.toml: R10.4.1 at 5 kHz from the folder's name (not the r9.4.1 default), its
+    batchnorm trained folded; --chemistry or --sample-rate that contradict it, or an --init-from model, are refused."""
+    folder = write_tiny_ont_folder(tmp_path / ONT, shared_data, ONT, seed=5)
+    out = tmp_path / "run"
+    run = train(str(out), "--config", str(folder / "config.toml"), "--steps", "1", "--batch-size", "2",
+                "--chunksize", "1200", "--validation-size", "2", "--warmup-steps", "1")
+    assert run.returncode == 0, run.stderr
+    assert "batchnorm is trained folded" in run.stderr and "r10.4.1 simulated" in run.stderr, run.stderr
+    config = load_checkpoint(out / "checkpoint_00000001.pt").config
+    assert (config.chemistry, config.sample_rate, config.name) == ("dna_r10.4.1_e8.2_400bps", 5000, "run")
+    assert config.encoder.hidden_sizes == load_checkpoint(folder).config.encoder.hidden_sizes
+    cases = [
+        (["--config", str(folder / "config.toml"), "--chemistry", "r9.4.1"], "is a dna_r10.4.1_e8.2_400bps model"),
+        (["--config", str(folder / "config.toml"), "--sample-rate", "4000"], "is a 5000 Hz model"),
+        (["--init-from", str(folder), "--chemistry", "r9.4.1"], "the model being trained is dna_r10.4.1_e8.2_400bps"),
+    ]
+    for index, (args, needle) in enumerate(cases):
+        refused = train(str(tmp_path / f"refused{index}"), *args, "--steps", "1")
+        errors = [line for line in refused.stderr.splitlines() if line.startswith("edgecall: error:")]
+        assert refused.returncode == 1 and len(errors) == 1 and needle in errors[0], refused.stderr
+
+
+def test_a_chemistry_edgecall_cannot_simulate_trains_on_bonito_data_alone(shared_data: Path, tmp_path: Path) -> None:
+    """ONT's 260 bps fast model: no simulator for it, so simulated chunks are refused with what to do instead,
+    and --data alone (with its held-out rows for validation) trains it."""
+    name = "dna_r10.4.1_e8.2_260bps_fast@v4.0.0"
+    folder = write_tiny_ont_folder(tmp_path / name, shared_data, name, seed=6)
+    write_bonito_data(tmp_path / "data", rows=30, chunksize=1000)
+    common = ["--init-from", str(folder), "--steps", "1", "--batch-size", "4", "--chunksize", "1000", "--validation-size", "4"]
+    refused = train(str(tmp_path / "mixed"), *common, "--data", str(tmp_path / "data"), "--data-fraction", "0.5")
+    assert refused.returncode == 1 and "which simulated chunks would need" in refused.stderr, refused.stderr
+    assert "--data-fraction 1" in refused.stderr
+    run = train(str(tmp_path / "alone"), *common, "--data", str(tmp_path / "data"), "--data-fraction", "1")
+    assert run.returncode == 0, run.stderr
+    assert "no simulated chunks" in run.stderr and "3 for validation" in run.stderr, run.stderr
+    assert load_checkpoint(tmp_path / "alone" / "checkpoint_00000001.pt").config.chemistry == "dna_r10.4.1_e8.2_260bps"

@@ -17,6 +17,7 @@ truth, not against a teacher.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -24,13 +25,16 @@ from typing import Any, Optional
 
 import typer
 
+from edgecall.chemistry import pore
 from edgecall.config import BasecallerConfig, ModelConfig, NormalisationConfig, rnn_encoder_config
 from edgecall.errors import EdgecallError, UsageError, raise_missing_extra
+from edgecall.layers import Convolution
 from edgecall.train.chemistry import CHEMISTRIES, Chemistry, chemistry
 from edgecall.train.pseudo_labels import MIN_QSCORE, Augmentation, RealReads
 
 DATA_NAME = "data.json"  # the data options of the latest call; a resume names what changed
 DEFAULT_HIDDEN, DEFAULT_LAYERS, DEFAULT_STATE_LEN = 128, 5, 4
+DEFAULT_CHEMISTRY = "r9.4.1"
 
 
 def register(app: typer.Typer) -> None:
@@ -44,8 +48,8 @@ def train_command(
     layers: Optional[int] = typer.Option(None, "--layers", help=f"LSTM layers (default {DEFAULT_LAYERS})."),
     state_len: Optional[int] = typer.Option(None, "--state-len", help=f"CRF state k-mer length (default {DEFAULT_STATE_LEN}: 1024 outputs)."),
     features: Optional[int] = typer.Option(None, "--features", help="Channels of the last convolution (default: --hidden)."),
-    chemistry_name: str = typer.Option("r9.4.1", "--chemistry", help=f"A new model's chemistry ({', '.join(CHEMISTRIES)}): its simulator, stride, convolutions and normalisation. A resumed or --init-from run keeps its model's."),
-    sample_rate: Optional[int] = typer.Option(None, "--sample-rate", help="A new model's sample rate in Hz (default: the chemistry's first: R9.4.1 4000, R10.4.1 5000)."),
+    chemistry_name: Optional[str] = typer.Option(None, "--chemistry", help=f"A new model's chemistry ({', '.join(CHEMISTRIES)}; default r9.4.1, or what --config's model or ONT folder name says): its simulator, stride, convolutions and normalisation. A resumed or --init-from run keeps its model's."),
+    sample_rate: Optional[int] = typer.Option(None, "--sample-rate", help="A new model's sample rate in Hz (default: --config's, else the chemistry's first: R9.4.1 4000, R10.4.1 5000)."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start a new run from this checkpoint's weights and masks (any checkpoint compile reads), at step 0; --state-len may differ (the CRF head is re-derived). A run already in OUT_DIR resumes instead."),
     steps: int = typer.Option(100_000, "--steps", help="Optimiser steps in the whole run (raise it to extend a run)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Chunks per step."),
@@ -102,9 +106,10 @@ def train_command(
     size = {"hidden": hidden, "layers": layers, "state_len": state_len, "features": features}
     if found or init_from is None:
         model_config = _model_config(out_dir, config, size, stored=found[-1][1] if found else None,
-                                     chem=chemistry(chemistry_name), sample_rate=sample_rate)
+                                     chemistry_name=chemistry_name, sample_rate=sample_rate)
     else:
         model_config = _pretrained_config(out_dir, init_from, config, size)
+    _check_kept_chemistry(model_config, chemistry_name, sample_rate)
     options = loop.TrainOptions(
         out_dir=out_dir, steps=steps, batch_size=batch_size, chunksize=chunksize, lr=lr, warmup_steps=warmup_steps,
         lambda_initial=lambda_initial, lambda_target=lambda_target, lambda_step=lambda_step,
@@ -131,7 +136,6 @@ def train_command(
     augmentation = _augmentation(augment)
     if sim_level_noise is not None and sim_level_noise < 0:
         raise UsageError(f"--sim-level-noise must not be negative, got {sim_level_noise:g}")
-    chem = _config_chemistry(model_config)
     references = list(reference) or list(default_references())
     data_options = {
         "references": [str(p) for p in references], "random_fraction": random_fraction, "seed": seed,
@@ -150,11 +154,7 @@ def train_command(
     if aligned_reads:  # recorded only when used, so runs without them resume without a note
         data_options.update({"aligned_reads": [str(p) for p in aligned_reads], "aligned_bam": [str(p) for p in aligned_bam],
                              "aligned_fraction": aligned_fraction, "holdout_read": sorted(holdout_read)})
-    records = load_references(references)
-    overrides = {} if sim_level_noise is None else {"level_noise": sim_level_noise}
-    simulation = SimulationOptions.for_chemistry(chem.name, model_config.sample_rate, **overrides)
-    sim = SimulatedData(random_fraction=random_fraction if records else 1.0, seed=seed, simulation=simulation)
-    parts: list[tuple[Any, float]] = [(SimulatedSource(model_config, chunksize, records, sim), 1.0 - shares)]
+    parts: list[tuple[Any, float]] = []
     if real_reads:
         real = RealReads(tuple(real_reads), tuple(real_calls), tuple(real_summary), min_qscore=real_min_qscore)
         parts.append((_real_source(model_config, chunksize, real, seed, augmentation), real_fraction))
@@ -169,19 +169,29 @@ def train_command(
         _say(f"Bonito data: {bonito.data.rows:,} chunks in {data_dir} ({len(bonito.rows):,} for training)"
              + (f", {len(bonito_valid.rows)} for validation from {bonito_valid.data.folder}" if bonito_valid else ""))
         parts.append((bonito, data_fraction))
+    simulated_share = max(0.0, 1.0 - shares)
+    simulated_validation = bonito_valid is None and validation_size > 0
+    simulated = "no simulated chunks"
+    val = None if bonito_valid is None else to_batch(bonito_valid.all_chunks())
+    if simulated_share > 1e-9 or simulated_validation:
+        # the simulated part goes first: MixedSource gives the first part what the others' rounding leaves
+        chem = _config_chemistry(model_config, needed_for="simulated chunks" if simulated_share > 1e-9 else "validation")
+        records = load_references(references)
+        overrides = {} if sim_level_noise is None else {"level_noise": sim_level_noise}
+        simulation = SimulationOptions.for_chemistry(chem.name, model_config.sample_rate, **overrides)
+        sim = SimulatedData(random_fraction=random_fraction if records else 1.0, seed=seed, simulation=simulation)
+        parts.insert(0, (SimulatedSource(model_config, chunksize, records, sim), simulated_share))
+        if simulated_validation:
+            val_source = SimulatedSource(model_config, chunksize, records, sim, stream=VALIDATION_STREAM)
+            val = to_batch(val_source.chunks(0, validation_size))
+        simulated = (f"{chem.name} simulated from {len(records)} reference records "
+                     f"({sum(map(len, records.values())):,} bases) + {sim.random_fraction:.0%} random")
     data = MixedSource(parts, batch_size)
-    val = None
-    if bonito_valid is not None:
-        val = to_batch(bonito_valid.all_chunks())
-    elif validation_size > 0:
-        val_source = SimulatedSource(model_config, chunksize, records, sim, stream=VALIDATION_STREAM)
-        val = to_batch(val_source.chunks(0, validation_size))
     _record(out_dir, data_options, options, found[-1][1] if found else None)
-    _say(f"model {model_config.name} ({chem.name}, {model_config.sample_rate} Hz, stride {model_config.stride}, "
+    _say(f"model {model_config.name} ({model_config.chemistry}, {model_config.sample_rate} Hz, stride {model_config.stride}, "
          f"{model_config.normalisation.strategy}): LSTM {','.join(map(str, model_config.encoder.hidden_sizes))}, features "
-         f"{model_config.encoder.features}, state_len {model_config.state_len}; simulated from "
-         f"{len(records)} reference records ({sum(map(len, records.values())):,} bases) + "
-         f"{sim.random_fraction:.0%} random; batch {batch_size} x {chunksize} samples; "
+         f"{model_config.encoder.features}, state_len {model_config.state_len}; {simulated}; "
+         f"batch {batch_size} x {chunksize} samples; "
          + (f"resuming {found[-1][1].name}" if found else f"starting from {init_from}" if init_from else "fresh start")
          + f" -> step {steps}")
     result = loop.train(model_config, options, data, val)
@@ -189,17 +199,18 @@ def train_command(
 
 
 def _model_config(out_dir: Path, config: Path | None, size: dict[str, int | None], stored: Path | None,
-                  chem: Chemistry, sample_rate: int | None) -> ModelConfig:
+                  chemistry_name: str | None, sample_rate: int | None) -> ModelConfig:
     """--config, else the size options (and the chemistry's defaults), else (on resume) the run's own config."""
     given = {k: v for k, v in size.items() if v is not None}
-    if config is not None:
+    if config is not None and stored is None:
         if given:
             raise EdgecallError(f"--config and --{'/--'.join(k.replace('_', '-') for k in given)} exclude each other")
-        return ModelConfig.load(config)
+        return _config_file_model(out_dir, config, chemistry_name, sample_rate)
     if stored is not None and not given:
         from edgecall.model.checkpoint import load_checkpoint
 
         return load_checkpoint(stored).config
+    chem = chemistry(chemistry_name or DEFAULT_CHEMISTRY)
     hidden = size["hidden"] or DEFAULT_HIDDEN
     features = size["features"] or hidden
     return ModelConfig(
@@ -213,14 +224,57 @@ def _model_config(out_dir: Path, config: Path | None, size: dict[str, int | None
     )
 
 
-def _config_chemistry(config: ModelConfig) -> Chemistry:
+def _config_file_model(out_dir: Path, path: Path, chemistry_name: str | None, sample_rate: int | None) -> ModelConfig:
+    """A new model of --config's layers. Its chemistry and rate are the config's own, or its ONT folder name's
+    (``dna_r10.4.1_e8.2_260bps_fast@v4.0.0/config.toml``); --chemistry and --sample-rate fill what it leaves open
+    and may not contradict it. Batchnorm is trained as part of its convolution: edgecall's layers hold it folded."""
+    from edgecall.catalog import with_folder_identity
+    from edgecall.config import read_toml
+
+    doc = read_toml(path)
+    config = with_folder_identity(path.resolve().parent, ModelConfig.from_toml(doc, str(path)))
+    named = config.chemistry != ModelConfig().chemistry or "chemistry" in doc.get("edgecall", {})
+    if chemistry_name is not None:
+        wanted = chemistry(chemistry_name)
+        if named and pore(config.chemistry) != wanted.name:
+            raise EdgecallError(f"--chemistry {chemistry_name}: {path} is a {config.chemistry} model; "
+                                f"drop --chemistry or give a {wanted.name} config")
+        if not named:
+            config = config.replace(chemistry=wanted.config_chemistry)
+    if sample_rate is not None and sample_rate != config.sample_rate:
+        if "sample_rate" in doc.get("run_info", {}):
+            raise EdgecallError(f"--sample-rate {sample_rate}: {path} is a {config.sample_rate} Hz model")
+        config = config.replace(sample_rate=sample_rate)
+    folded = tuple(dataclasses.replace(x, norm=None) if isinstance(x, Convolution) and x.norm else x
+                   for x in config.encoder.sublayers)
+    if folded != config.encoder.sublayers:
+        _say(f"{path}: its convolutions' batchnorm is trained folded into them (edgecall's layer list holds "
+             f"batchnorm folded; the compiled network is the same)")
+    return config.replace(name=out_dir.name, encoder=dataclasses.replace(config.encoder, sublayers=folded))
+
+
+def _check_kept_chemistry(config: ModelConfig, chemistry_name: str | None, sample_rate: int | None) -> None:
+    """A resumed or --init-from model keeps its chemistry and rate: an option asking for others is refused, not
+    ignored, since training it on another chemistry's signal would be silently wrong."""
+    if chemistry_name is not None and pore(config.chemistry) != chemistry(chemistry_name).name:
+        raise EdgecallError(f"--chemistry {chemistry_name}: the model being trained is {config.chemistry} "
+                            f"({config.name}); drop --chemistry, or start a new run")
+    if sample_rate is not None and sample_rate != config.sample_rate:
+        raise EdgecallError(f"--sample-rate {sample_rate}: the model being trained is {config.sample_rate} Hz "
+                            f"({config.name}); drop --sample-rate, or start a new run")
+
+
+def _config_chemistry(config: ModelConfig, needed_for: str = "") -> Chemistry:
     """The chemistry whose reads the model's config asks for (its simulator makes the training signal)."""
     for chem in CHEMISTRIES.values():
         if chem.config_chemistry == config.chemistry:
             chem.check_rate(config.sample_rate)
             return chem
     known = ", ".join(c.config_chemistry for c in CHEMISTRIES.values())
-    raise EdgecallError(f"model '{config.name}' is for chemistry '{config.chemistry}'; edgecall simulates {known}")
+    advice = ("; train it on real data alone (--data with --data-fraction 1, or reads whose fractions add up to 1) "
+              "and validate on --data's held-out rows or with --validation-size 0") if needed_for else ""
+    raise EdgecallError(f"model '{config.name}' is for chemistry '{config.chemistry}'; edgecall simulates {known}"
+                        + (f", which {needed_for} would need" if needed_for else "") + advice)
 
 
 def _pretrained_config(out_dir: Path, init_from: Path, config: Path | None, size: dict[str, int | None]) -> ModelConfig:
