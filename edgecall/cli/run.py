@@ -90,7 +90,7 @@ def run_command(
     progress = None  # the progress bar, once open below: the closure sees it, so the decoder's note goes above it
     caller = Basecaller(package, options, warn=lambda line: sys.stderr.write(f"edgecall: warning: {line}\n"),
                         advice=lambda chemistry: _advice(chemistry, directory),
-                        decoder_loaded=lambda seconds: _decoder_note(progress, seconds))
+                        decoder_loaded=lambda seconds, compiled: _decoder_note(progress, seconds, compiled))
     counts = {"called": 0, "filtered": 0, "failed": 0, "bases": 0}
     met: set[str] = set()  # with --read-ids: the listed ids the inputs held
     keep_up = minion_keep_up(package.config.sample_rate)  # the run's samples are counted at the model's rate
@@ -271,10 +271,10 @@ def _progress(files: int, total: int | None):  # noqa: ANN202 - tqdm or None
     return tqdm(total=total, unit=" reads", desc=f"basecalling {files} file{'s' * (files != 1)}", file=sys.stderr, dynamic_ncols=True)
 
 
-def _decoder_note(progress, seconds: float) -> None:  # noqa: ANN001
+def _decoder_note(progress, seconds: float, compiled: bool) -> None:  # noqa: ANN001
     """Say why the first read waited, when it was the once-per-install compile (loading from numba's cache
     takes ~0.3 s): the run's speed leaves those seconds out, and a user should not be left to guess at them."""
-    if seconds >= 1.0:
+    if compiled:
         _note(progress, f"edgecall: compiled the decoder for this CPU in {seconds:.1f} s (first run only: it is cached)")
 
 

@@ -112,16 +112,17 @@ class Basecaller:
 
     def __init__(self, package: ModelPackage, options: RunOptions, *,
                  warn: Callable[[str], None] | None = None, advice: Callable[[RunChemistry], str] | None = None,
-                 decoder_loaded: Callable[[float], None] | None = None) -> None:
+                 decoder_loaded: Callable[[float, bool], None] | None = None) -> None:
         """``warn``: where once-per-file warnings go (unknown chemistry); ``advice``: what to
         add to a chemistry refusal (e.g. the installed models that would fit); ``decoder_loaded``:
-        told the seconds the decoder's kernels took to load, once, when the first callable read needed them."""
+        told the seconds the decoder's kernels took to load, and whether numba had to compile them first (not
+        in its cache), once, when the first callable read needed them."""
         config = package.config
         self.package = package
         self.options = options
         self.warn = warn or (lambda line: None)
         self.advice = advice
-        self.decoder_loaded = decoder_loaded or (lambda seconds: None)
+        self.decoder_loaded = decoder_loaded or (lambda seconds, compiled: None)
         self._decoder_ready = False
         self.chunksize = options.chunksize if options.chunksize is not None else config.basecaller.chunksize
         self.overlap = options.overlap if options.overlap is not None else config.basecaller.overlap
@@ -201,10 +202,13 @@ class Basecaller:
         whose every read is refused (the wrong chemistry) should not first compile a decoder for nothing.
         Nothing is in flight behind the first read, so the whole pipeline waits on this and its seconds
         can be taken off the run's time exactly."""
+        from edgecall.runtime.decode import kernels_compiled
+
+        before = kernels_compiled()
         seconds = load_decoder(self.config, self.options.decode_mode)
         self.times.decoder_load += seconds
         self._decoder_ready = True
-        self.decoder_loaded(seconds)
+        self.decoder_loaded(seconds, kernels_compiled() > before)
 
     # ---- stages ---------------------------------------------------------------
 
