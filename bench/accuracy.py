@@ -54,13 +54,14 @@ def measure(calls: Iterable[tuple[str, str]], reference: Path) -> AccuracyReport
 
 
 def compiled(model: Path, folder: Path) -> Path:
-    """``model`` itself, or for a training checkpoint (.pt) its package compiled for the CPU into ``folder``."""
-    if model.suffix != ".pt":
+    """``model`` itself if it is a package (or a bundled name), else (a training checkpoint, a Bonito or Dorado
+    folder) its package compiled for the CPU into ``folder``."""
+    if model.suffix != ".pt" and not (model / "config.toml").is_file() or (model / "model.onnx").is_file():
         return model
     from edgecall.export.compile import compile_checkpoint
 
     t0 = time.perf_counter()
-    compile_checkpoint(model, folder, targets=["CPU"], name=model.parent.name)
+    compile_checkpoint(model, folder, targets=["CPU"], name=model.parent.name if model.suffix == ".pt" else model.name)
     print(f"compiled {model} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return folder
 
