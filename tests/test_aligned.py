@@ -50,6 +50,19 @@ def call_of(read: SimulatedRead) -> tuple[str, np.ndarray]:
     return sequence, samples.astype(np.int64)
 
 
+def write_r10_reads(folder: Path, count: int, *, seed: int, reverse: bool) -> tuple[Path, Path, Path]:
+    """``count`` simulated 4 kHz R10.4.1 reads of a random 20 kb contig, their truth as a BAM with move tables and
+    MD tags, and the contig: (pod5, bam, fasta)."""
+    rng = np.random.default_rng(seed)
+    references = {"chrT": "".join(rng.choice(list("ACGT"), 20_000))}
+    reads = list(simulate_reads(references, count, SimulationOptions.for_chemistry(
+        "r10.4.1", 4000, mean_length=1500, length_sigma=0.0, seed=seed + 5)))
+    write_pod5(reads, folder / "reads.pod5")
+    write_bam(reads, folder / "calls.bam", reverse=reverse)
+    (folder / "ref.fa").write_text(">chrT\n" + references["chrT"] + "\n")
+    return folder / "reads.pod5", folder / "calls.bam", folder / "ref.fa"
+
+
 def write_bam(reads: list[SimulatedRead], path: Path, *, reverse: bool, contig: str = "chrT", start: int = 0) -> None:
     """Each read aligned to its truth (forward), or as a reverse-strand read of the truth's reverse complement."""
     n_ref = len(reads[0].sequence)

@@ -14,13 +14,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("pysam")
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
-from test_aligned import write_bam  # noqa: E402
+from test_aligned import write_r10_reads  # noqa: E402
 
 from edgecall.model.checkpoint import load_checkpoint  # noqa: E402
 from edgecall.train.aligned import AlignedReads, load_aligned  # noqa: E402
 from edgecall.train.bonito_data import open_bonito_data  # noqa: E402
 from edgecall.train.pseudo_labels import PseudoLabelledSource  # noqa: E402
-from edgecall.train.simulate import SimulationOptions, simulate_reads, write_pod5  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--hidden", "8", "--layers", "2", "--features", "8", "--state-len", "2", "--batch-size", "2",
@@ -35,18 +34,12 @@ def tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
 def r10_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """A tiny dense R10.4.1 checkpoint, and 3 simulated 4 kHz reads with a BAM of their truth: (checkpoint, pod5, bam)."""
     folder = tmp_path_factory.mktemp("r10")
-    rng = np.random.default_rng(7)
-    references = {"chrT": "".join(rng.choice(list("ACGT"), 20_000))}
-    reads = list(simulate_reads(references, 3, SimulationOptions.for_chemistry("r10.4.1", 4000, mean_length=1500,
-                                                                              length_sigma=0.0, seed=3)))
-    write_pod5(reads, folder / "reads.pod5")
-    write_bam(reads, folder / "calls.bam", reverse=False)
-    (folder / "ref.fa").write_text(">chrT\n" + references["chrT"] + "\n")
+    pod5, bam, fasta = write_r10_reads(folder, 3, seed=7, reverse=False)
     run = subprocess.run([sys.executable, "-m", "edgecall", "train", str(folder / "run"), "--chemistry", "r10.4.1", *TINY,
                           "--steps", "1", "--lambda-initial", "0", "--lambda-target", "0", "--reference",
-                          str(folder / "ref.fa")], capture_output=True, text=True, timeout=300)
+                          str(fasta)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    return folder / "run" / "checkpoint_00000001.pt", folder / "reads.pod5", folder / "calls.bam"
+    return folder / "run" / "checkpoint_00000001.pt", pod5, bam
 
 
 def test_bonito_data_holds_the_trainers_chunks_and_a_held_out_read(r10_model, tmp_path: Path) -> None:

@@ -107,17 +107,9 @@ def test_init_from_starts_a_new_run_with_another_state_len_or_width(tmp_path: Pa
 def test_r10_model_from_simulated_and_reference_labelled_reads(tmp_path: Path) -> None:
     """--chemistry r10.4.1: a 5 kHz stride-6 quantile model; 4 kHz reads with a BAM serve as reference labels."""
     pytest.importorskip("pysam")
-    from test_aligned import write_bam
+    from test_aligned import write_r10_reads
 
-    from edgecall.train.simulate import SimulationOptions, simulate_reads
-
-    rng = np.random.default_rng(4)
-    references = {"chrT": "".join(rng.choice(list("ACGT"), 20_000))}
-    reads = list(simulate_reads(references, 2, SimulationOptions.for_chemistry("r10.4.1", 4000, mean_length=1500,
-                                                                              length_sigma=0.0, seed=9)))
-    write_pod5(reads, tmp_path / "reads.pod5")
-    write_bam(reads, tmp_path / "calls.bam", reverse=True)
-    (tmp_path / "ref.fa").write_text(">chrT\n" + references["chrT"] + "\n")
+    write_r10_reads(tmp_path, 2, seed=4, reverse=True)
     tiny = [*TINY[:10], "--chunksize", "1200", *TINY[12:], "--reference", str(tmp_path / "ref.fa")]
     aligned = ["--aligned-reads", str(tmp_path / "reads.pod5"), "--aligned-bam", str(tmp_path / "calls.bam"),
                "--aligned-fraction", "0.5"]
