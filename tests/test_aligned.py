@@ -15,7 +15,9 @@ from edgecall.config import ModelConfig, NormalisationConfig, rnn_encoder_config
 from edgecall.errors import EdgecallError  # noqa: E402
 from edgecall.runtime.resample import resample_positions  # noqa: E402
 from edgecall.train.aligned import AlignedReads, load_aligned  # noqa: E402
-from edgecall.train.data import codes  # noqa: E402
+from edgecall.runtime.read import Read  # noqa: E402
+from edgecall.runtime.readers import iter_reads  # noqa: E402
+from edgecall.train.data import codes, other_pore  # noqa: E402
 from edgecall.train.pseudo_labels import PseudoLabelledSource  # noqa: E402
 from edgecall.train.simulate import SimulatedRead, SimulationOptions, simulate_reads, write_pod5  # noqa: E402
 
@@ -130,6 +132,25 @@ def test_held_out_and_low_identity_reads_are_left_out(reads: list[SimulatedRead]
     assert [r.read_id for r in labelled] == [reads[1].read_id] and skipped == {"held out": 1}
     labelled, skipped = load_aligned(dataclasses.replace(options, holdout=frozenset(), min_identity=0.9999), CONFIG)
     assert labelled == [] and skipped == {"alignment identity below 0.9999": 2}
+
+
+def test_reads_of_another_pore_never_train_the_model(reads: list[SimulatedRead], tmp_path: Path) -> None:
+    """R10.4.1 reads (FLO-MIN114 run info) do not label an R9.4.1 model, by reference or by a teacher's calls;
+    R10.4 run info (FLO-PRO112, which some public R10.4.1 reads carry) still labels an R10.4.1 model."""
+    from edgecall.train.pseudo_labels import _skip_reason
+
+    write_pod5(reads, tmp_path / "reads.pod5")
+    write_bam(reads, tmp_path / "calls.bam", reverse=False)
+    options = AlignedReads((tmp_path / "reads.pod5",), (tmp_path / "calls.bam",))
+    r941 = CONFIG.replace(chemistry="dna_r9.4.1_e8", sample_rate=4000)
+    labelled, skipped = load_aligned(options, r941)
+    assert labelled == [] and skipped == {"another chemistry (R10.4.1 reads, R9.4.1 model)": 2}
+    real = next(r for r in iter_reads([tmp_path / "reads.pod5"]) if isinstance(r, Read))
+    assert _skip_reason(real, r941, {}, None, 0.0, {}) == "another chemistry (R10.4.1 reads, R9.4.1 model)"
+    assert other_pore(real, CONFIG) == ""
+    r104 = dataclasses.replace(real, run=dataclasses.replace(real.run, flow_cell_product_code="FLO-PRO112",
+                                                             sequencing_kit="sqk-q20ea"))
+    assert other_pore(r104, CONFIG) == "" and other_pore(r104, r941) != ""
 
 
 def test_bam_without_move_tables_is_refused(reads: list[SimulatedRead], tmp_path: Path) -> None:

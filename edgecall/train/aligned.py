@@ -37,7 +37,7 @@ from edgecall.runtime.read import Read
 from edgecall.runtime.readers import find_inputs, iter_reads
 from edgecall.runtime.resample import resample_positions, resample_read
 from edgecall.runtime.signal import prepare
-from edgecall.train.data import DEV_SET, codes, dev_set_loci, dev_set_read_ids, refuse_dev_set
+from edgecall.train.data import DEV_SET, codes, dev_set_loci, dev_set_read_ids, other_pore, refuse_dev_set
 from edgecall.train.pseudo_labels import LabelledRead
 
 MIN_IDENTITY = 0.85  # alignments below this (1 - NM / aligned columns) are left out: wrong locus, junk
@@ -122,7 +122,7 @@ def load_aligned(options: AlignedReads, config: ModelConfig) -> tuple[list[Label
     reads: dict[str, LabelledRead] = {}
     skipped: dict[str, int] = {}
     for item in iter_reads(files, read_ids=set(alignments)):
-        reason = _skip_reason(item, alignments, options, reads, dev_loci)
+        reason = _skip_reason(item, config, alignments, options, reads, dev_loci)
         if reason:
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
@@ -140,7 +140,7 @@ def load_aligned(options: AlignedReads, config: ModelConfig) -> tuple[list[Label
     return list(reads.values()), skipped
 
 
-def _skip_reason(item: Read | object, alignments: dict[str, Alignment], options: AlignedReads,
+def _skip_reason(item: Read | object, config: ModelConfig, alignments: dict[str, Alignment], options: AlignedReads,
                  done: dict[str, LabelledRead], dev_loci: tuple[tuple[str, int, int], ...]) -> str:
     if not isinstance(item, Read):
         return "unreadable"
@@ -148,6 +148,8 @@ def _skip_reason(item: Read | object, alignments: dict[str, Alignment], options:
         return "duplicate read id"
     if item.read_id in options.holdout:
         return "held out"
+    if wrong := other_pore(item, config):
+        return wrong
     aligned = alignments[item.read_id]
     contig, start, end = aligned.locus
     if any(c == contig and s < end and start < e for c, s, e in dev_loci):

@@ -195,6 +195,23 @@ def load_references(paths: Sequence[Path]) -> dict[str, str]:
     return records
 
 
+def other_pore(read: Read, config: ModelConfig) -> str:
+    """Why a real read may not train ``config``: its run info names another pore family (R9 against R10, DNA
+    against RNA), whose signal would teach the model the wrong chemistry; '' if it may. Only the family: some
+    public R10.4.1 reads carry R10.4 (FLO-PRO112) run info (data/MANIFEST.md), and unknown chemistry passes."""
+    from edgecall.chemistry import pore, run_chemistry
+
+    run = run_chemistry(read.run.flow_cell_product_code, read.run.sequencing_kit, read.sample_rate).pore
+    model = pore(config.chemistry)
+    if run is None or model is None or _pore_family(run) == _pore_family(model):
+        return ""
+    return f"another chemistry ({run.upper()} reads, {model.upper()} model)"
+
+
+def _pore_family(name: str) -> str:
+    return name.split(".")[0]  # r9.4.1 -> r9, r10.4.1 -> r10, rna004 -> rna004
+
+
 def refuse_dev_set(path: Path) -> None:
     """The accuracy dev sets only measure models: training on them would make that measurement a lie."""
     resolved = Path(path).resolve()

@@ -35,7 +35,7 @@ from edgecall.runtime.read import Read, ReadFailure
 from edgecall.runtime.readers import find_inputs, iter_reads
 from edgecall.runtime.signal import prepare
 from edgecall.train.data import (
-    DEV_SET, MAX_ATTEMPTS, TRAIN_STREAM, Chunk, codes, cut_window, dev_set_read_ids, refuse_dev_set,
+    DEV_SET, MAX_ATTEMPTS, TRAIN_STREAM, Chunk, codes, cut_window, dev_set_read_ids, other_pore, refuse_dev_set,
 )
 
 MIN_QSCORE = 7.0  # DeepNano-blitz w96 mean Q: R9.4.1 reads 9-13 here, R10.4 reads (wrong chemistry) 5.3-5.7
@@ -153,6 +153,8 @@ def _skip_reason(item: Read | ReadFailure, config: ModelConfig, calls: dict[str,
         return "unreadable"
     if item.read_id in done:
         return "duplicate read id"
+    if wrong := other_pore(item, config):
+        return wrong
     if item.sample_rate != config.sample_rate:
         return f"sampled at {item.sample_rate} Hz, not {config.sample_rate}"
     if trims is not None and item.read_id not in trims:
