@@ -56,7 +56,9 @@ def measure(calls: Iterable[tuple[str, str]], reference: Path) -> AccuracyReport
 def compiled(model: Path, folder: Path) -> Path:
     """``model`` itself if it is a package (or a bundled name), else (a training checkpoint, a Bonito or Dorado
     folder) its package compiled for the CPU into ``folder``."""
-    if model.suffix != ".pt" and not (model / "config.toml").is_file() or (model / "model.onnx").is_file():
+    package = (model / "model.onnx").is_file()
+    source = model.suffix == ".pt" or (model / "config.toml").is_file()
+    if package or not source:
         return model
     from edgecall.export.compile import compile_checkpoint
 
