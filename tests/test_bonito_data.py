@@ -15,14 +15,16 @@ from edgecall.train.bonito_data import open_bonito_data, training_and_validation
 CONFIG = ModelConfig(encoder=rnn_encoder_config(conv_channels=(4, 16, 16), hidden_sizes=(8, 8), state_len=2))
 
 
-def write_bonito_data(folder: Path, rows: int = 20, chunksize: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
-    """What 'bonito basecaller --save-ctc' writes: normalised chunks, 1-4 codes zero-padded, lengths."""
+def write_bonito_data(folder: Path, rows: int = 20, chunksize: int = 1000, seed: int = 0,
+                      chunk_type: type = np.float32) -> dict[str, np.ndarray]:
+    """Bonito's layout: normalised chunks, 1-4 codes zero-padded (uint8), lengths (uint16). 'bonito basecaller
+    --save-ctc' stores the chunks as float16 (bonito/io.py, CTCWriter); downloaded sets as float32."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(20, 60, rows)
     references = np.zeros((rows, 64), np.uint8)
     for row, n in zip(references, lengths):
         row[:n] = rng.integers(1, 5, n)
-    arrays = {"chunks.npy": rng.standard_normal((rows, chunksize)).astype(np.float32),
+    arrays = {"chunks.npy": rng.standard_normal((rows, chunksize)).astype(chunk_type),
               "references.npy": references, "reference_lengths.npy": lengths.astype(np.uint16)}
     folder.mkdir(parents=True, exist_ok=True)
     for name, array in arrays.items():
@@ -44,6 +46,26 @@ def test_chunks_are_memory_mapped_and_targets_stop_at_their_length(tmp_path: Pat
     assert [c.read_id for c in train.chunks(step=3, n=5)] == [c.read_id for c in drawn[:5]]  # chunk i: (step, i) alone
 
 
+def test_float16_chunks_as_bonito_save_ctc_writes_them(tmp_path: Path) -> None:
+    arrays = write_bonito_data(tmp_path / "data", chunk_type=np.float16)
+    train, _ = training_and_validation(tmp_path / "data", None, CONFIG, 1000, valid_chunks=0)
+    chunk = train.chunk(7)
+    assert chunk.signal.dtype == np.float32
+    assert np.array_equal(chunk.signal, arrays["chunks.npy"][7].astype(np.float32))
+
+
+def test_indices_pick_and_order_the_rows_as_in_bonito(tmp_path: Path) -> None:
+    """Bonito's loader keeps indices.npy's rows in its order, drops those past the end, then splits the tail."""
+    write_bonito_data(tmp_path / "data")
+    np.save(tmp_path / "data" / "indices.npy", np.array([5, 17, 2, 40, 11, 0, 3, 8, 9, 12, 13, 14, 15, 25]))
+    train, valid = training_and_validation(tmp_path / "data", None, CONFIG, 1000, valid_chunks=4)
+    assert list(train.rows) == [5, 17, 2, 11, 0, 3, 8, 9, 12, 13, 14] and list(valid.rows) == [15]
+    assert {int(c.read_id.split(":")[1]) for c in train.chunks(step=0, n=64)} <= set(train.rows)
+    np.save(tmp_path / "data" / "indices.npy", np.array([20, 21]))
+    with pytest.raises(EdgecallError, match="indices.npy names none of its rows"):
+        training_and_validation(tmp_path / "data", None, CONFIG, 1000, valid_chunks=4)
+
+
 def test_a_validation_folder_is_used_when_present(tmp_path: Path) -> None:
     write_bonito_data(tmp_path / "data")
     write_bonito_data(tmp_path / "data" / "validation", rows=6, seed=1)
@@ -56,6 +78,8 @@ def test_a_validation_folder_is_used_when_present(tmp_path: Path) -> None:
     (lambda d: np.save(d / "reference_lengths.npy", np.full(3, 10)), "20 chunks, 20 references and 3 lengths"),
     (lambda d: np.save(d / "chunks.npy", np.zeros((20, 1000))), "expected float32"),
     (lambda d: np.save(d / "reference_lengths.npy", np.full(20, 99)), "lengths outside 0..64"),
+    (lambda d: np.save(d / "references.npy", np.ones((20, 64), np.float32)), "expected integer codes"),
+    (lambda d: np.save(d / "indices.npy", np.array([1.5])), "indices.npy: expected integer row numbers"),
 ])
 def test_bad_folders_get_one_line(tmp_path: Path, damage, message: str) -> None:  # noqa: ANN001
     write_bonito_data(tmp_path / "data")

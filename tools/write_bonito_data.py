@@ -24,29 +24,31 @@ import numpy as np
 from edgecall.errors import EdgecallError
 from edgecall.model.checkpoint import load_checkpoint
 from edgecall.train.aligned import AlignedReads, load_aligned
-from edgecall.train.data import Chunk
 from edgecall.train.pseudo_labels import LabelledRead, PseudoLabelledSource
 
 BLOCK = 64  # chunks drawn per step of the source
 
 
-def draw(reads: list[LabelledRead], config, chunksize: int, count: int, seed: int) -> list[Chunk]:  # noqa: ANN001
-    source = PseudoLabelledSource(reads, config, chunksize, seed=seed, stream_tag=2)
-    chunks: list[Chunk] = []
-    for step in range(-(-count // BLOCK)):
-        chunks.extend(source.chunks(step, min(BLOCK, count - len(chunks))))
-    return chunks
-
-
-def write(folder: Path, chunks: list[Chunk]) -> int:
+def write(folder: Path, reads: list[LabelledRead], config, chunksize: int, count: int, seed: int) -> int:  # noqa: ANN001
+    """Draw ``count`` chunks as the trainer's source draws them, block by block. The signal goes straight to a
+    memory-mapped ``chunks.npy`` (a set of ONT's size does not fit in memory); the bases, a fiftieth of its
+    size as uint8, are kept until the widest is known."""
     folder.mkdir(parents=True, exist_ok=True)
-    width = max(c.targets.size for c in chunks)
-    references = np.zeros((len(chunks), width), np.uint8)
-    for row, chunk in enumerate(chunks):
-        references[row, :chunk.targets.size] = chunk.targets
-    np.save(folder / "chunks.npy", np.stack([c.signal for c in chunks]).astype(np.float32))
+    source = PseudoLabelledSource(reads, config, chunksize, seed=seed, stream_tag=2)
+    signal = np.lib.format.open_memmap(folder / "chunks.npy", mode="w+", dtype=np.float32, shape=(count, chunksize))
+    targets: list[np.ndarray] = []
+    for step in range(-(-count // BLOCK)):
+        for chunk in source.chunks(step, min(BLOCK, count - len(targets))):
+            signal[len(targets)] = chunk.signal
+            targets.append(chunk.targets.astype(np.uint8))
+    signal.flush()
+    del signal
+    width = max(t.size for t in targets)
+    references = np.zeros((count, width), np.uint8)
+    for row, bases in enumerate(targets):
+        references[row, :bases.size] = bases
     np.save(folder / "references.npy", references)
-    np.save(folder / "reference_lengths.npy", np.array([c.targets.size for c in chunks], np.uint16))
+    np.save(folder / "reference_lengths.npy", np.array([t.size for t in targets], np.uint16))
     return width
 
 
@@ -70,13 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             raise EdgecallError(f"--validation-read {', '.join(sorted(missing))}: not among the usable aligned reads")
         training = [r for r in reads if r.read_id not in held]
-        width = write(args.out, draw(training, config, args.chunksize, args.chunks, args.seed))
+        width = write(args.out, training, config, args.chunksize, args.chunks, args.seed)
         print(f"{args.out}: {args.chunks} chunks of {args.chunksize} samples at {config.sample_rate} Hz "
               f"({config.normalisation.strategy}) from {len(training)} reads, up to {width} bases"
               + (f"; left out: {skipped}" if skipped else ""), file=sys.stderr)
         if held:
             valid = [r for r in reads if r.read_id in held]
-            write(args.out / "validation", draw(valid, config, args.chunksize, args.validation_chunks, args.seed + 1))
+            write(args.out / "validation", valid, config, args.chunksize, args.validation_chunks, args.seed + 1)
             print(f"{args.out}/validation: {args.validation_chunks} chunks from {len(valid)} held-out reads", file=sys.stderr)
     except EdgecallError as exc:
         print(f"write_bonito_data: error: {exc}", file=sys.stderr)

@@ -1,12 +1,14 @@
 """Bonito-format training data: ``chunks.npy``, ``references.npy``, ``reference_lengths.npy``.
 
 What ``bonito download --training`` fetches and ``bonito basecaller --save-ctc
---reference`` writes: chunks float32 (N, chunksize), already normalised;
-references uint8 (N, L), 1-4 = ACGT, zero-padded; lengths (N,). The arrays are
-memory-mapped, never loaded whole (ONT's sets are tens of GB). The validation
-split is Bonito's: a ``validation/`` subfolder of the same layout if there is
-one (or ``--valid-data``), else the last ``valid_chunks`` rows, which training
-then never draws.
+--reference`` writes: chunks (N, chunksize), already normalised, float32 or the
+float16 that ``--save-ctc`` writes; references (N, L), 1-4 = ACGT, zero-padded
+(uint8 as Bonito writes them); lengths (N,). The arrays are memory-mapped, never
+loaded whole (ONT's sets are tens of GB). An ``indices.npy`` beside them picks
+and orders the rows, as in Bonito's loader (entries past the last row are
+dropped). The validation split is Bonito's: a ``validation/`` subfolder of the
+same layout if there is one (or ``--valid-data``), else the last
+``valid_chunks`` of the rows, which training then never draws.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from edgecall.errors import EdgecallError
 from edgecall.train.data import Chunk
 
 FILES = ("chunks.npy", "references.npy", "reference_lengths.npy")
+INDICES = "indices.npy"
 VALIDATION_DIR = "validation"
 
 
@@ -29,13 +32,17 @@ class BonitoArrays:
     """The three arrays of one folder, memory-mapped and checked against each other."""
 
     folder: Path
-    chunks: np.ndarray  # (N, T) float32
-    references: np.ndarray  # (N, L) uint8
+    chunks: np.ndarray  # (N, T) float32 or float16
+    references: np.ndarray  # (N, L) integer, uint8 as Bonito writes them
     lengths: np.ndarray  # (N,) integer
+    order: np.ndarray | None = None  # the rows to use, in order (indices.npy); None: all of them
 
     @property
     def rows(self) -> int:
         return int(self.chunks.shape[0])
+
+    def usable_rows(self) -> np.ndarray | range:
+        return self.order if self.order is not None else range(self.rows)
 
     @property
     def chunksize(self) -> int:
@@ -51,10 +58,12 @@ def open_bonito_data(folder: Path) -> BonitoArrays:
         chunks, references, lengths = (np.load(folder / name, mmap_mode="r", allow_pickle=False) for name in FILES)
     except ValueError as exc:
         raise EdgecallError(f"{folder}: unreadable training arrays ({exc})") from None
-    if chunks.ndim != 2 or chunks.dtype != np.float32:
-        raise EdgecallError(f"{folder}/chunks.npy: expected float32 (N, chunksize), got {chunks.dtype} {chunks.shape}")
-    if references.ndim != 2 or references.dtype != np.uint8:
-        raise EdgecallError(f"{folder}/references.npy: expected uint8 (N, L), got {references.dtype} {references.shape}")
+    if chunks.ndim != 2 or chunks.dtype not in (np.float32, np.float16):
+        raise EdgecallError(f"{folder}/chunks.npy: expected float32 or float16 (N, chunksize), "
+                            f"got {chunks.dtype} {chunks.shape}")
+    if references.ndim != 2 or not np.issubdtype(references.dtype, np.integer):
+        raise EdgecallError(f"{folder}/references.npy: expected integer codes (N, L), got {references.dtype} "
+                            f"{references.shape}")
     if lengths.ndim != 1 or not np.issubdtype(lengths.dtype, np.integer):
         raise EdgecallError(f"{folder}/reference_lengths.npy: expected integer (N,), got {lengths.dtype} {lengths.shape}")
     if not chunks.shape[0] == references.shape[0] == lengths.shape[0]:
@@ -62,22 +71,41 @@ def open_bonito_data(folder: Path) -> BonitoArrays:
                             f"{lengths.shape[0]} lengths: the arrays do not belong together")
     if lengths.size and (int(lengths.max()) > references.shape[1] or int(lengths.min()) < 0):
         raise EdgecallError(f"{folder}/reference_lengths.npy: lengths outside 0..{references.shape[1]}")
-    return BonitoArrays(folder, chunks, references, lengths)
+    return BonitoArrays(folder, chunks, references, lengths, _row_order(folder, chunks.shape[0]))
+
+
+def _row_order(folder: Path, rows: int) -> np.ndarray | None:
+    """Bonito's ``indices.npy``: the rows to train on, in order; entries past the last row are dropped as
+    Bonito drops them, so one index file can serve a folder cut short."""
+    path = folder / INDICES
+    if not path.is_file():
+        return None
+    try:
+        order = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise EdgecallError(f"{path}: unreadable ({exc})") from None
+    if order.ndim != 1 or not np.issubdtype(order.dtype, np.integer):
+        raise EdgecallError(f"{path}: expected integer row numbers (K,), got {order.dtype} {order.shape}")
+    if order.size and int(order.min()) < 0:
+        raise EdgecallError(f"{path}: negative row numbers")
+    return np.ascontiguousarray(order[order < rows], dtype=np.int64)
 
 
 class BonitoSource:
     """Chunks drawn from Bonito arrays: chunk i of step s is row perm(s, i), a function of (seed, s, i) alone."""
 
-    def __init__(self, data: BonitoArrays, config: ModelConfig, chunksize: int, *, rows: range | None = None,
-                 seed: int = 0) -> None:
+    def __init__(self, data: BonitoArrays, config: ModelConfig, chunksize: int, *,
+                 rows: range | np.ndarray | None = None, seed: int = 0) -> None:
         if data.chunksize != chunksize:
             raise EdgecallError(f"{data.folder}: chunks of {data.chunksize} samples, but the run uses --chunksize "
                                 f"{chunksize}; give --chunksize {data.chunksize}")
         config.frames(chunksize)  # stride-aligned, or one clear line
         self.data, self.config, self.seed = data, config, seed
-        self.rows = rows if rows is not None else range(data.rows)
+        self.rows = rows if rows is not None else data.usable_rows()
         if len(self.rows) == 0:
-            raise EdgecallError(f"{data.folder}: no training chunks left after the validation split")
+            empty_index = data.order is not None and data.order.size == 0
+            raise EdgecallError(f"{data.folder}: no training chunks left "
+                                + (f"({INDICES} names none of its rows)" if empty_index else "after the validation split"))
 
     def chunk(self, row: int) -> Chunk:
         length = int(self.data.lengths[row])
@@ -91,11 +119,11 @@ class BonitoSource:
         out = []
         for i in range(n):
             pick = np.random.default_rng((self.seed, step, i)).integers(len(self.rows))
-            out.append(self.chunk(self.rows[int(pick)]))
+            out.append(self.chunk(int(self.rows[int(pick)])))
         return out
 
     def all_chunks(self) -> list[Chunk]:
-        return [self.chunk(row) for row in self.rows]
+        return [self.chunk(int(row)) for row in self.rows]
 
 
 def training_and_validation(folder: Path, valid_folder: Path | None, config: ModelConfig, chunksize: int,
@@ -105,9 +133,10 @@ def training_and_validation(folder: Path, valid_folder: Path | None, config: Mod
     valid_folder = valid_folder or (folder / VALIDATION_DIR if (folder / VALIDATION_DIR).is_dir() else None)
     if valid_folder is not None:
         valid = open_bonito_data(valid_folder)
-        rows = range(min(valid_chunks, valid.rows)) if valid_chunks else range(0)
+        rows = valid.usable_rows()[:valid_chunks] if valid_chunks else range(0)
         return BonitoSource(data, config, chunksize, seed=seed), (
             BonitoSource(valid, config, chunksize, rows=rows) if len(rows) else None)
-    held = min(valid_chunks, data.rows // 10) if valid_chunks else 0
-    train = BonitoSource(data, config, chunksize, rows=range(data.rows - held), seed=seed)
-    return train, BonitoSource(data, config, chunksize, rows=range(data.rows - held, data.rows)) if held else None
+    usable = data.usable_rows()
+    held = min(valid_chunks, len(usable) // 10) if valid_chunks else 0
+    train = BonitoSource(data, config, chunksize, rows=usable[:len(usable) - held], seed=seed)
+    return train, BonitoSource(data, config, chunksize, rows=usable[len(usable) - held:]) if held else None
