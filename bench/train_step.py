@@ -19,6 +19,7 @@ random weights written by Bonito's code as the tests do (needs ont-bonito --no-d
     python bench/train_step.py --lattices numba torch --batch-size 16 --chunksize 12000
     python bench/train_step.py --device cuda --batch-size 64 --chunksize 12000 --lattices triton torch
     python bench/train_step.py --count-ops                        # torch ops per frame of the loss
+    python bench/train_step.py --precisions f32 bf16              # the network in f32 and in bf16, in turns
 """
 
 from __future__ import annotations
@@ -165,6 +166,9 @@ def main() -> None:
     parser.add_argument("--lattices", nargs="+", choices=crf_loss_module.LATTICES,
                         help="The loss's scans, in turns: numba (the CPU's), triton (the GPU's) and/or the torch loops "
                              "(the reference); default: the device's own.")
+    parser.add_argument("--precisions", nargs="+", choices=["f32", "bf16"],
+                        help="The network's precision, in turns (edgecall train --precision); default: the device's "
+                             "own (bf16 on a GPU, f32 on a CPU). bf16 on a CPU needs native bf16.")
     args = parser.parse_args()
     if args.count_ops:
         for lattice in ("numba", "torch"):
@@ -173,6 +177,7 @@ def main() -> None:
         return
     cpu = args.device == "cpu"
     args.lattices = args.lattices or ["numba" if cpu else "triton"]
+    args.precisions = args.precisions or ["f32" if cpu else "bf16"]
     if ("numba" in args.lattices and not cpu) or ("triton" in args.lattices and cpu):
         parser.error("numba scans run on --device cpu, triton scans on --device cuda")
     from factories import write_tiny_ont_folder
@@ -185,11 +190,12 @@ def main() -> None:
     print(f"# batch {args.batch_size} x {args.chunksize} samples, {args.steps} steps (first left out), device {args.device}")
     koi = device.type == "cuda" and importlib.util.find_spec("koi") is not None
     print(f"# Bonito's loss (koi): {'timed' if koi else 'not timed, koi is not installed (it needs a CUDA GPU)'}")
-    print(f"{'size':<10} {'lattice':<7} {'LSTM':<20} {'params':>9} {'s/step':>7} {'steps (s)':<22} {'CRF loss s':>10} "
+    print(f"{'size':<10} {'lattice':<7} {'prec':<5} {'LSTM':<20} {'params':>9} {'s/step':>7} {'steps (s)':<22} {'CRF loss s':>10} "
           f"{'share':>6} {'bonito loss s':>13} {'sim batch s':>11}")
     per_size: dict[str, tuple[str, float]] = {}  # size -> (Bonito's loss seconds or "-", seconds to simulate a batch)
     with tempfile.TemporaryDirectory() as tmp:
-        for size, lattice in [(size, lattice) for size in args.sizes for lattice in args.lattices]:
+        for size, lattice, precision in [(size, lattice, precision) for size in args.sizes for lattice in args.lattices
+                                         for precision in args.precisions]:
             crf_loss_module.LATTICE = lattice
             folder = Path(tmp) / ONT_SIZES[size]
             if not folder.exists():
@@ -198,10 +204,10 @@ def main() -> None:
             config = ckpt.config
             chunksize = args.chunksize - args.chunksize % config.stride
             data = synthetic_batches(args.batch_size, chunksize, config.sample_rate)
-            out = Path(tmp) / f"{size}-{lattice}-run"
+            out = Path(tmp) / f"{size}-{lattice}-{precision}-run"
             options = loop.TrainOptions(out_dir=out, steps=args.steps, batch_size=args.batch_size, chunksize=chunksize,
                                         warmup_steps=1, log_every=1, checkpoint_every=10 ** 9, threads=args.threads,
-                                        init_from=folder, device=args.device)
+                                        init_from=folder, device=args.device, precision=precision)
             loop.train(config, options, data)
             steps = step_seconds(out)
             per_step = statistics.median(steps)
@@ -212,7 +218,7 @@ def main() -> None:
                 per_size[size] = bonito, simulated_batch_seconds(config, args.batch_size, chunksize)
             bonito, simulated = per_size[size]
             share = f"{loss / per_step:.0%}" if per_step > 0 else "-"  # train.tsv's clock has 0.1 s steps
-            print(f"{size:<10} {lattice:<7} {'x'.join(map(str, config.encoder.hidden_sizes)):<20} {params:>9,} {per_step:>7.2f} "
+            print(f"{size:<10} {lattice:<7} {precision:<5} {'x'.join(map(str, config.encoder.hidden_sizes)):<20} {params:>9,} {per_step:>7.2f} "
                   f"{', '.join(f'{s:.1f}' for s in steps):<22} {loss:>10.3f} {share:>6} {bonito:>13} {simulated:>11.3f}", flush=True)
 
 

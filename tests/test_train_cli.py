@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 from fastq_records import parse  # noqa: E402
 from test_train_data import CONFIG, REFERENCES, write_calls  # noqa: E402
 
+from edgecall.devices.precision import cpu_name  # noqa: E402
 from edgecall.model.checkpoint import load_checkpoint  # noqa: E402
 from edgecall.train.data import VALIDATION_STREAM, MixedSource, SimulatedSource, to_batch  # noqa: E402
 from edgecall.train.loop import TrainOptions, TrainResult, checkpoints, train  # noqa: E402
@@ -55,6 +56,7 @@ def test_train_resume_compile_and_run(tmp_path: Path, labelled_reads: tuple[Path
     first = edgecall("train", str(out), *TINY, "--steps", "3", *real)
     assert first.returncode == 0, first.stderr
     assert "real reads: 3 labelled" in first.stderr and "fresh start -> step 3" in first.stderr
+    assert "batch 4 x 1000 samples, cpu f32;" in first.stderr
     assert [s for s, _ in checkpoints(out)] == [2, 3] and (out / "data.json").is_file()
     # resume: the model sizes come from the run itself; only --steps grows
     second = edgecall("train", str(out), *TINY[8:], "--steps", "5", *real)
@@ -144,12 +146,25 @@ def test_expected_failures_are_one_line(tmp_path: Path, labelled_reads: tuple[Pa
         (["train", str(tmp_path / "a"), "--config", str(tmp_path / "c.toml"), "--hidden", "8"], "exclude each other"),
         (["train", str(tmp_path / "b"), "--real-reads", str(labelled_reads[0])], "--real-calls"),
         (["train", str(tmp_path / "c"), "--reference", str(tmp_path / "accuracy/lambda_r941/Lambda_phage.fna")], "accuracy dev set"),
+        (["train", str(tmp_path / "d"), "--precision", "fp8"], "--precision fp8: expected auto, f32, bf16"),
     ]
     for args, needle in cases:
         result = edgecall(*args)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         errors = [line for line in result.stderr.splitlines() if line.startswith("edgecall: error:")]
         assert len(errors) == 1 and needle in errors[0], result.stderr
+
+
+def test_bf16_on_a_cpu_without_it_is_refused_before_any_work(tmp_path: Path) -> None:
+    code = ("import edgecall.devices.precision as p; p.native_precisions = lambda flags=None: ()\n"
+            f"from edgecall.cli.main import main\nmain(['train', {str(tmp_path / 'run')!r}, '--precision', 'bf16', "
+            f"*{TINY!r}, '--steps', '1'])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines() == [
+        f"edgecall: error: --precision bf16 --device cpu: this CPU ({cpu_name()}) has no native bf16 (avx512_bf16 or "
+        "amx_bf16); torch would emulate it, far slower than f32: use --precision f32"]
+    assert not checkpoints(tmp_path / "run")
 
 
 def test_without_torch_the_error_names_the_extra(tmp_path: Path) -> None:

@@ -205,3 +205,47 @@ def test_a_cpu_checkpoint_resumes_on_the_gpu_and_back(tmp_path: Path) -> None:
     result = train(TINY, options(tmp_path / "run", steps=9), synthetic)
     state = torch.load(result.checkpoint, weights_only=True)
     assert result.step == 9 and all(v.device.type == "cpu" for v in state["model_state"].values())
+
+
+def test_precision_defaults_to_the_devices_own_and_refuses_emulated_bf16(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgecall.devices import precision as cpu_precision
+    from edgecall.errors import EdgecallError
+    from edgecall.train.loop import network_precision
+
+    assert network_precision(options(tmp_path)) == "f32"
+    assert network_precision(options(tmp_path, device="cuda")) == "bf16"
+    assert network_precision(options(tmp_path, device="cuda", precision="f32")) == "f32"
+    with pytest.raises(EdgecallError, match="--precision fp8: expected auto, f32, bf16"):
+        options(tmp_path, precision="fp8")
+    monkeypatch.setattr(cpu_precision, "native_precisions", lambda flags=None: ())
+    with pytest.raises(EdgecallError, match=r"--precision bf16 --device cpu: this CPU .* no native bf16 .*torch would "
+                                            r"emulate it.*use --precision f32"):
+        train(TINY, options(tmp_path / "run", precision="bf16"), synthetic)
+    assert not (tmp_path / "run" / "checkpoint_00000003.pt").exists()
+
+
+def test_bf16_on_the_cpu_runs_the_network_in_bf16_and_resumes_in_f32(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the CPU has native bf16 the network trains under bf16 autocast; weights, optimiser and checkpoints stay
+    f32, so the run goes on in either precision (forced native here: torch emulates bf16 elsewhere, only slower)."""
+    from edgecall.devices import precision as cpu_precision
+
+    monkeypatch.setattr(cpu_precision, "native_precisions", lambda flags=None: ("bf16",))
+    seen: list[torch.dtype] = []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: seen.append(out.dtype) if isinstance(module, MaskedBonitoCRF) else None)
+    try:
+        bf16 = train(TINY, options(tmp_path / "bf16", steps=3, precision="bf16"), synthetic)
+        assert seen == [torch.bfloat16] * 3
+        seen.clear()
+        f32 = train(TINY, options(tmp_path / "f32", steps=3), synthetic)
+        assert seen == [torch.float32] * 3
+    finally:
+        hook.remove()
+    assert all(np.isfinite(bf16.losses)) and bf16.losses != f32.losses
+    assert np.allclose(bf16.losses, f32.losses, rtol=0.05)  # the same run, to bf16's rounding
+    state = torch.load(bf16.checkpoint, weights_only=True)
+    assert all(v.dtype == torch.float32 for v in state["model_state"].values() if v.is_floating_point())
+    resumed = train(TINY, options(tmp_path / "bf16", steps=6), synthetic)
+    assert resumed.step == 6 and all(np.isfinite(resumed.losses))

@@ -78,7 +78,8 @@ def train_command(
     teacher: Optional[str] = typer.Option(None, "--teacher", help="Distillation: the model (name, package or ONT folder) whose calls of --unlabelled reads are the targets."),
     unlabelled: list[Path] = typer.Option([], "--unlabelled", help="Distillation: pod5/fast5 files or folders without truth, called once by --teacher (repeat)."),
     teacher_fraction: float = typer.Option(0.5, "--teacher-fraction", help="Share of each batch from the teacher-labelled reads."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N] (bf16 autocast on the GPU; checkpoints resume on either)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N] (checkpoints resume on either)."),
+    precision: str = typer.Option("auto", "--precision", help="The network's precision: f32, or bf16 autocast (weights, optimiser and CRF loss stay f32). auto: bf16 on a GPU, f32 on a CPU; bf16 on a CPU needs native bf16 (AMX or AVX512_BF16), where it trains wide LSTMs faster."),
     validation_size: int = typer.Option(32, "--validation-size", help="Simulated validation chunks (their own seed stream); 0: no validation."),
     gate_lr_scale: float = typer.Option(1.0, "--gate-lr-scale", help="Learning rate of the neuron gates as a multiple of the weights' (raise it when a short run does not prune)."),
     threads: int = typer.Option(0, "--threads", help="Torch threads (0: torch's default). On a busy shared CPU 1 is steadier and often faster."),
@@ -115,8 +116,9 @@ def train_command(
         lambda_initial=lambda_initial, lambda_target=lambda_target, lambda_step=lambda_step,
         gate_lr_scale=gate_lr_scale, log_every=log_every,
         checkpoint_every=checkpoint_every, validate_every=validate_every, seed=seed, threads=threads,
-        init_from=init_from, device=device,
+        init_from=init_from, device=device, precision=precision,
     )
+    trained_in = loop.network_precision(options)  # an impossible precision is refused before any data is read
     if teacher is not None and unlabelled:
         real_reads, real_calls, real_summary = list(unlabelled), *_teacher_calls(out_dir, teacher, unlabelled)
         real_fraction = teacher_fraction
@@ -191,9 +193,10 @@ def train_command(
     _say(f"model {model_config.name} ({model_config.chemistry}, {model_config.sample_rate} Hz, stride {model_config.stride}, "
          f"{model_config.normalisation.strategy}): LSTM {','.join(map(str, model_config.encoder.hidden_sizes))}, features "
          f"{model_config.encoder.features}, state_len {model_config.state_len}; {simulated}; "
-         f"batch {batch_size} x {chunksize} samples; "
+         f"batch {batch_size} x {chunksize} samples, {device} {trained_in}; "
          + (f"resuming {found[-1][1].name}" if found else f"starting from {init_from}" if init_from else "fresh start")
          + f" -> step {steps}")
+    _suggest_bf16(options)
     result = loop.train(model_config, options, data, val)
     _say(f"step {result.step}: {result.checkpoint}; package it with: edgecall compile {result.checkpoint}")
 
@@ -251,6 +254,16 @@ def _config_file_model(out_dir: Path, path: Path, chemistry_name: str | None, sa
         _say(f"{path}: its convolutions' batchnorm is trained folded into them (edgecall's layer list holds "
              f"batchnorm folded; the compiled network is the same)")
     return config.replace(name=out_dir.name, encoder=dataclasses.replace(config.encoder, sublayers=folded))
+
+
+def _suggest_bf16(options: Any) -> None:
+    """On a CPU with native bf16, large batches of wide models train faster in it (bench/RESULTS.md); f32 stays
+    the CPU's default, so a run is never changed behind the user's back."""
+    from edgecall.devices.precision import native_precisions
+
+    if options.device == "cpu" and options.precision == "auto" and "bf16" in native_precisions():
+        _say("this CPU computes bf16 natively (AMX or AVX512_BF16): --precision bf16 may train faster (2.4x for "
+             "ONT's hac size at batch 64 x 12,000 on an AMX Xeon); compare with bench/train_step.py --precisions f32 bf16")
 
 
 def _check_kept_chemistry(config: ModelConfig, chemistry_name: str | None, sample_rate: int | None) -> None:

@@ -61,6 +61,6 @@ def native_precisions(flags: frozenset[str] | None = None) -> tuple[str, ...]:
     return tuple(p for p, needs in NATIVE_FLAGS.items() if any(f in have for f in needs))
 
 
-def why_not_native(precision: str) -> str:
+def why_not_native(precision: str, emulator: str = "OpenVINO") -> str:
     return (f"this CPU ({cpu_name()}) has no native {precision} ({' or '.join(NATIVE_FLAGS[precision])}); "
-            f"OpenVINO would emulate it, far slower than f32: use --precision f32")
+            f"{emulator} would emulate it, far slower than f32: use --precision f32")

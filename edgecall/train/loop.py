@@ -72,7 +72,8 @@ class TrainOptions:
     seed: int = 25  # seeds torch, numpy and random at a fresh start
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
     init_from: Path | None = None  # a fresh run starts from this checkpoint's weights (resumes ignore it)
-    device: str = "cpu"  # cpu, cuda or cuda:N (mixed precision: bf16 autocast for the network, the loss in f32)
+    device: str = "cpu"  # cpu, cuda or cuda:N
+    precision: str = "auto"  # the network's: f32, or bf16 autocast (the loss stays f32); auto: bf16 on a GPU, f32 on a CPU
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "chunksize", "log_every", "checkpoint_every", "validate_every"):
@@ -84,6 +85,27 @@ class TrainOptions:
             raise EdgecallError(f"train option keep_checkpoints must be at least 1, got {self.keep_checkpoints}")
         if self.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", self.device):
             raise EdgecallError(f"--device {self.device}: expected cpu, cuda or cuda:N")
+        if self.precision not in PRECISIONS:
+            raise EdgecallError(f"--precision {self.precision}: expected {', '.join(PRECISIONS)}")
+
+
+PRECISIONS = ("auto", "f32", "bf16")
+
+
+def network_precision(options: TrainOptions) -> str:
+    """The precision the network trains in: f32 or bf16 (autocast; weights, optimiser and loss stay f32).
+
+    auto is bf16 on a GPU, as Bonito trains with mixed precision, and f32 on a CPU: there bf16 is asked for with
+    --precision bf16, and only where the CPU computes it natively (AVX512_BF16 or AMX), since elsewhere torch
+    emulates it, slower than f32."""
+    from edgecall.devices.precision import native_precisions, why_not_native
+
+    on_cpu = options.device == "cpu"
+    if options.precision == "auto":
+        return "f32" if on_cpu else "bf16"
+    if options.precision == "bf16" and on_cpu and "bf16" not in native_precisions():
+        raise EdgecallError(f"--precision bf16 --device cpu: {why_not_native('bf16', 'torch')}")
+    return options.precision
 
 
 def torch_device(name: str) -> torch.device:
@@ -314,6 +336,7 @@ def train(config: ModelConfig, options: TrainOptions, data: DataFn, val_data: Ba
     out_dir.mkdir(parents=True, exist_ok=True)
     model, optimizer, step = _resume(config, options)
     device = next(model.parameters()).device
+    precision = network_precision(options)
     model.train()
     log = _open_log(out_dir, step)
     losses: list[float] = []
@@ -327,7 +350,7 @@ def train(config: ModelConfig, options: TrainOptions, data: DataFn, val_data: Ba
             lam = delayed_lambda(step, warmup_steps=options.lambda_step, initial=options.lambda_initial,
                                  target=options.lambda_target)
             lr = learning_rate(step, options)
-            with _autocast(device):
+            with _autocast(device, precision):
                 scores = model(signal)
             crf = crf_loss(scores.float(), targets, lengths, state_len=config.state_len, blank_score=config.blank_score,
                            loss_clip=options.loss_clip)
@@ -388,11 +411,11 @@ def _on_device(batch: Batch, device: torch.device) -> Batch:
     return tuple(t.to(device, non_blocking=True) for t in batch)  # type: ignore[return-value]
 
 
-def _autocast(device: torch.device) -> Any:
-    """bf16 autocast on a GPU (the LSTMs and convolutions; the CRF loss stays f32); nothing on the CPU."""
+def _autocast(device: torch.device, precision: str) -> Any:
+    """bf16 autocast for the LSTMs and convolutions (the CRF loss stays f32), or nothing for f32."""
     import contextlib
 
-    if device.type == "cpu":
+    if precision == "f32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
