@@ -80,12 +80,41 @@ def test_a_validation_folder_is_used_when_present(tmp_path: Path) -> None:
     (lambda d: np.save(d / "reference_lengths.npy", np.full(20, 99)), "lengths outside 0..64"),
     (lambda d: np.save(d / "references.npy", np.ones((20, 64), np.float32)), "expected integer codes"),
     (lambda d: np.save(d / "indices.npy", np.array([1.5])), "indices.npy: expected integer row numbers"),
+    (lambda d: np.save(d / "references.npy", _with(np.load(d / "references.npy"), (13, 2), 5)),
+     "references.npy: row 13 has code 5 at base 2, within its length"),
 ])
 def test_bad_folders_get_one_line(tmp_path: Path, damage, message: str) -> None:  # noqa: ANN001
     write_bonito_data(tmp_path / "data")
     damage(tmp_path / "data")
     with pytest.raises(EdgecallError, match=re.escape(message)):
         training_and_validation(tmp_path / "data", None, CONFIG, 1000, valid_chunks=4)
+
+
+def _with(array: np.ndarray, where: tuple[int, int], value: float) -> np.ndarray:
+    array[where] = value
+    return array
+
+
+def test_codes_past_a_rows_length_are_padding_and_a_broken_chunk_is_named(tmp_path: Path) -> None:
+    arrays = write_bonito_data(tmp_path / "data")
+    references, lengths = arrays["references.npy"], arrays["reference_lengths.npy"]
+    references[3, lengths[3]:] = 7  # past the length: never read, as in Bonito
+    np.save(tmp_path / "data" / "references.npy", references)
+    np.save(tmp_path / "data" / "chunks.npy", _with(arrays["chunks.npy"], (5, 10), np.nan))
+    train, _ = training_and_validation(tmp_path / "data", None, CONFIG, 1000, valid_chunks=0)
+    assert np.array_equal(train.chunk(3).targets, references[3, :lengths[3]])
+    with pytest.raises(EdgecallError, match="chunks.npy: row 5 has samples that are not finite numbers"):
+        train.chunk(5)
+
+
+def test_codes_are_checked_block_by_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgecall.train import bonito_data
+
+    monkeypatch.setattr(bonito_data, "SCAN_ROWS", 4)
+    arrays = write_bonito_data(tmp_path / "data")
+    np.save(tmp_path / "data" / "references.npy", _with(arrays["references.npy"], (17, 0), 0))
+    with pytest.raises(EdgecallError, match="row 17 has code 0 at base 0"):
+        open_bonito_data(tmp_path / "data")
 
 
 def test_chunksize_must_match_the_data(tmp_path: Path) -> None:

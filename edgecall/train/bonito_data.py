@@ -24,6 +24,7 @@ from edgecall.train.data import Chunk
 
 FILES = ("chunks.npy", "references.npy", "reference_lengths.npy")
 INDICES = "indices.npy"
+SCAN_ROWS = 1 << 15  # rows of references checked at a time: a few tens of MB, whatever the set's size
 VALIDATION_DIR = "validation"
 
 
@@ -71,7 +72,23 @@ def open_bonito_data(folder: Path) -> BonitoArrays:
                             f"{lengths.shape[0]} lengths: the arrays do not belong together")
     if lengths.size and (int(lengths.max()) > references.shape[1] or int(lengths.min()) < 0):
         raise EdgecallError(f"{folder}/reference_lengths.npy: lengths outside 0..{references.shape[1]}")
+    _check_codes(folder, references, lengths)
     return BonitoArrays(folder, chunks, references, lengths, _row_order(folder, chunks.shape[0]))
+
+
+def _check_codes(folder: Path, references: np.ndarray, lengths: np.ndarray) -> None:
+    """Every base within its row's length is a code 1-4, checked once when the folder opens rather than when a
+    bad row is first drawn, hours into a run. The references are a small part of a set (uint8 bases against
+    float samples), read block by block."""
+    columns = np.arange(references.shape[1])
+    for start in range(0, references.shape[0], SCAN_ROWS):
+        block = np.asarray(references[start:start + SCAN_ROWS])
+        used = columns[None, :] < np.asarray(lengths[start:start + SCAN_ROWS])[:, None]
+        bad = used & ((block < 1) | (block > 4))
+        if bad.any():
+            row, column = (int(i) for i in np.argwhere(bad)[0])
+            raise EdgecallError(f"{folder}/references.npy: row {start + row} has code {block[row, column]} at base "
+                                f"{column}, within its length {int(lengths[start + row])}; bases are 1-4 (ACGT)")
 
 
 def _row_order(folder: Path, rows: int) -> np.ndarray | None:
@@ -109,10 +126,10 @@ class BonitoSource:
 
     def chunk(self, row: int) -> Chunk:
         length = int(self.data.lengths[row])
-        targets = np.asarray(self.data.references[row, :length], dtype=np.int64)
-        if targets.size and (targets.min() < 1 or targets.max() > 4):
-            raise EdgecallError(f"{self.data.folder}/references.npy: row {row} has codes outside 1-4 within its length")
+        targets = np.asarray(self.data.references[row, :length], dtype=np.int64)  # codes checked at open
         signal = np.array(self.data.chunks[row], dtype=np.float32)  # a copy: the map stays read-only
+        if not np.isfinite(signal).all():  # too costly to scan tens of GB at open; one clear line, not a nan loss
+            raise EdgecallError(f"{self.data.folder}/chunks.npy: row {row} has samples that are not finite numbers")
         return Chunk(signal, targets, f"{self.data.folder.name}:{row}", 0, 0)
 
     def chunks(self, step: int, n: int) -> list[Chunk]:
