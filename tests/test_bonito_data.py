@@ -16,12 +16,16 @@ CONFIG = ModelConfig(encoder=rnn_encoder_config(conv_channels=(4, 16, 16), hidde
 
 
 def write_bonito_data(folder: Path, rows: int = 20, chunksize: int = 1000, seed: int = 0,
-                      chunk_type: type = np.float32) -> dict[str, np.ndarray]:
+                      chunk_type: type = np.float32, samples_per_base: float | None = None) -> dict[str, np.ndarray]:
     """Bonito's layout: normalised chunks, 1-4 codes zero-padded (uint8), lengths (uint16). 'bonito basecaller
-    --save-ctc' stores the chunks as float16 (bonito/io.py, CTCWriter); downloaded sets as float32."""
+    --save-ctc' stores the chunks as float16 (bonito/io.py, CTCWriter); downloaded sets as float32.
+    ``samples_per_base``: lengths as a chemistry gives them (reads' speeds spread by 13%), else 20-59 bases."""
     rng = np.random.default_rng(seed)
-    lengths = rng.integers(20, 60, rows)
-    references = np.zeros((rows, 64), np.uint8)
+    if samples_per_base is None:
+        lengths = rng.integers(20, 60, rows)
+    else:
+        lengths = np.rint(chunksize / samples_per_base * rng.lognormal(0.0, 0.13, rows)).astype(np.int64)
+    references = np.zeros((rows, max(64, int(lengths.max()))), np.uint8)
     for row, n in zip(references, lengths):
         row[:n] = rng.integers(1, 5, n)
     arrays = {"chunks.npy": rng.standard_normal((rows, chunksize)).astype(chunk_type),
@@ -115,6 +119,29 @@ def test_codes_are_checked_block_by_block(tmp_path: Path, monkeypatch: pytest.Mo
     np.save(tmp_path / "data" / "references.npy", _with(arrays["references.npy"], (17, 0), 0))
     with pytest.raises(EdgecallError, match="row 17 has code 0 at base 0"):
         open_bonito_data(tmp_path / "data")
+
+
+R10_5KHZ = ModelConfig(encoder=CONFIG.encoder, chemistry="dna_r10.4.1_e8.2_400bps", sample_rate=5000)
+
+
+@pytest.mark.parametrize(("recorded", "model", "refused"), [
+    (4000 / 450, CONFIG, False),  # R9.4.1 data, an R9.4.1 model
+    (5000 / 400, R10_5KHZ, False),
+    (4000 / 450, R10_5KHZ, True),  # R9.4.1 data for an R10.4.1 model
+    (4000 / 400, R10_5KHZ, True),  # R10.4.1 data at 4 kHz for a 5 kHz model: Bonito chunks are never resampled
+    (5000 / 260, R10_5KHZ, True),  # 260 bps data for a 400 bps model
+])
+def test_data_of_another_speed_or_rate_is_refused(tmp_path: Path, recorded: float, model: ModelConfig,
+                                                  refused: bool) -> None:
+    write_bonito_data(tmp_path / "data", rows=200, chunksize=1200, samples_per_base=recorded)
+    if not refused:
+        training_and_validation(tmp_path / "data", None, model, 1200, valid_chunks=4)
+        return
+    with pytest.raises(EdgecallError, match=r"carry (\S+) samples a base \(median of 200 rows\), but model .* expects "
+                                            r"about 12.5: .*--no-check-data-speed") as refusal:
+        training_and_validation(tmp_path / "data", None, model, 1200, valid_chunks=4)
+    assert float(re.search(r"carry (\S+) samples", str(refusal.value))[1]) == pytest.approx(recorded, rel=0.05)
+    training_and_validation(tmp_path / "data", None, model, 1200, valid_chunks=4, check_data_speed=False)
 
 
 def test_chunksize_must_match_the_data(tmp_path: Path) -> None:

@@ -74,6 +74,7 @@ def train_command(
     augment: str = typer.Option("", "--augment-real", help="Randomly change each chunk of the real reads (--real-reads, --aligned-reads, --unlabelled), so few reads teach the signal rather than themselves: SPEED,GAIN,OFFSET,NOISE (e.g. 0.1,0.1,0.1,0.1: time stretched by up to 10%, level scaled by up to 10% and shifted by up to 0.1, white noise of up to 0.1, normalised units); default: none."),
     data_dir: Optional[Path] = typer.Option(None, "--data", help="Bonito training data folder (chunks.npy, references.npy, reference_lengths.npy; 'bonito download --training' or 'bonito basecaller --save-ctc'), memory-mapped; validation from its validation/ folder or its last rows."),
     valid_data: Optional[Path] = typer.Option(None, "--valid-data", help="Bonito-format validation folder (default: DATA/validation, else DATA's last rows)."),
+    check_data_speed: bool = typer.Option(True, "--check-data-speed/--no-check-data-speed", help="Refuse --data whose median samples per base lie over 15% from the model's rate over its speed (data of another chemistry, speed or sample rate)."),
     data_fraction: float = typer.Option(1.0, "--data-fraction", help="Share of each batch from --data (the rest simulated or from the other real sources)."),
     teacher: Optional[str] = typer.Option(None, "--teacher", help="Distillation: the model (name, package or ONT folder) whose calls of --unlabelled reads are the targets."),
     unlabelled: list[Path] = typer.Option([], "--unlabelled", help="Distillation: pod5/fast5 files or folders without truth, called once by --teacher (repeat)."),
@@ -167,7 +168,8 @@ def train_command(
     if data_dir is not None:
         from edgecall.train.bonito_data import training_and_validation
 
-        bonito, bonito_valid = training_and_validation(data_dir, valid_data, model_config, chunksize, validation_size, seed)
+        bonito, bonito_valid = training_and_validation(data_dir, valid_data, model_config, chunksize, validation_size, seed,
+                                                       check_data_speed)
         _say(f"Bonito data: {bonito.data.rows:,} chunks in {data_dir} ({len(bonito.rows):,} for training)"
              + (f", {len(bonito_valid.rows)} for validation from {bonito_valid.data.folder}" if bonito_valid else ""))
         parts.append((bonito, data_fraction))

@@ -25,6 +25,9 @@ from edgecall.train.data import Chunk
 FILES = ("chunks.npy", "references.npy", "reference_lengths.npy")
 INDICES = "indices.npy"
 SCAN_ROWS = 1 << 15  # rows of references checked at a time: a few tens of MB, whatever the set's size
+SPEED_TOLERANCE = 1.15  # how far a set's median samples per base may lie from the model's (R10.4.1 4 vs 5 kHz: 1.25)
+SPEED_ROWS = 10_000  # rows whose lengths give that median, spread over the set
+MIN_SPEED_ROWS = 32  # fewer rows than this: too few to tell (a test set), not checked
 VALIDATION_DIR = "validation"
 
 
@@ -143,13 +146,52 @@ class BonitoSource:
         return [self.chunk(int(row)) for row in self.rows]
 
 
+def samples_per_base(config: ModelConfig) -> float | None:
+    """What the model's chemistry puts under one base: its rate over its speed (the name's ``_400bps``, else the
+    pore's, e.g. 450 bases/s for R9.4.1); None where the speed is unknown (RNA)."""
+    from edgecall.chemistry import pore, speed
+    from edgecall.train.chemistry import CHEMISTRIES
+
+    bases_per_second = speed(config.chemistry)
+    if bases_per_second is None and pore(config.chemistry) in CHEMISTRIES:
+        bases_per_second = CHEMISTRIES[str(pore(config.chemistry))].bases_per_second
+    return config.sample_rate / bases_per_second if bases_per_second else None
+
+
+def check_speed(data: BonitoArrays, config: ModelConfig) -> None:
+    """Bonito data carry no run info, but their bases per chunk tell the sample rate and translocation speed they
+    were recorded at: R9.4.1 data (8.9 samples a base), 4 kHz R10.4.1 (10) or 260 bps data (15.4) would teach a
+    5 kHz 400 bps model (12.5) the wrong dwell, and nothing downstream would say so."""
+    expected = samples_per_base(config)
+    rows = data.usable_rows()
+    if expected is None or len(rows) < MIN_SPEED_ROWS:
+        return
+    spread = np.linspace(0, len(rows) - 1, min(len(rows), SPEED_ROWS)).astype(np.int64)
+    lengths = np.asarray(data.lengths[np.asarray(rows)[spread]], dtype=np.float64)
+    lengths = lengths[lengths > 0]
+    if lengths.size < MIN_SPEED_ROWS:
+        return
+    found = float(np.median(data.chunksize / lengths))
+    if not 1 / SPEED_TOLERANCE <= found / expected <= SPEED_TOLERANCE:
+        raise EdgecallError(
+            f"{data.folder}: its chunks carry {found:.1f} samples a base (median of {lengths.size:,} rows), but model "
+            f"{config.name} ({config.chemistry} at {config.sample_rate} Hz) expects about {expected:.1f}: data of "
+            "another chemistry, speed or sample rate would train it wrong. If the data are right, give "
+            "--no-check-data-speed")
+
+
 def training_and_validation(folder: Path, valid_folder: Path | None, config: ModelConfig, chunksize: int,
-                            valid_chunks: int, seed: int = 0) -> tuple[BonitoSource, BonitoSource | None]:
+                            valid_chunks: int, seed: int = 0,
+                            check_data_speed: bool = True) -> tuple[BonitoSource, BonitoSource | None]:
     """Bonito's split: a separate validation folder when there is one, else the last rows held out."""
     data = open_bonito_data(folder)
+    if check_data_speed:
+        check_speed(data, config)
     valid_folder = valid_folder or (folder / VALIDATION_DIR if (folder / VALIDATION_DIR).is_dir() else None)
     if valid_folder is not None:
         valid = open_bonito_data(valid_folder)
+        if check_data_speed:
+            check_speed(valid, config)
         rows = valid.usable_rows()[:valid_chunks] if valid_chunks else range(0)
         return BonitoSource(data, config, chunksize, seed=seed), (
             BonitoSource(valid, config, chunksize, rows=rows) if len(rows) else None)
