@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--reference-from-bam", type=Path, help="score against this BAM's aligned references")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--beam-width", type=int, help="decode with this beam width (default: the package's)")
+    parser.add_argument("--per-read", action="store_true", help="also print each read's identity (or 'unmapped')")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         package = load_package(str(compiled(args.model, Path(tmp) / "pkg")))
@@ -84,6 +85,9 @@ def main() -> None:
         caller.close()
         report = measure(calls, reference)
         print(f"{args.model}: {report.line()}; {failures} failed; {time.perf_counter() - t0:.1f} s")
+        for read_id, sequence in calls if args.per_read else ():
+            identity = report.identities.get(read_id)
+            print(f"  {read_id} {len(sequence):>6} bases  " + (f"{identity:.4f}" if identity is not None else "unmapped"))
 
 
 if __name__ == "__main__":
