@@ -9,10 +9,11 @@ checkpoint compiles with ``edgecall compile OUT_DIR/checkpoint_NNNNNNNN.pt``.
 Data: simulated reads of the model's chemistry (R9.4.1 or R10.4.1) with exact
 truth (edgecall.train.data), plus, if given, real reads labelled with their
 reference through a BAM with move tables (edgecall.train.aligned) and real
-reads labelled with another basecaller's calls (edgecall.train.pseudo_labels).
-Real reads at another sample rate than the model's are resampled. Validation is
-simulated only, from its own seed stream, so its accuracy is measured against
-truth, not against a teacher.
+reads labelled with another basecaller's calls (edgecall.train.pseudo_labels),
+and Bonito-format training data (edgecall.train.bonito_data). Real reads at
+another sample rate than the model's are resampled. Validation is simulated,
+from its own seed stream, so its accuracy is measured against truth, not
+against a teacher; with --data it is the data's held-out rows.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def train_command(
     unlabelled: list[Path] = typer.Option([], "--unlabelled", help="Distillation: pod5/fast5 files or folders without truth, called once by --teacher (repeat)."),
     teacher_fraction: float = typer.Option(0.5, "--teacher-fraction", help="Share of each batch from the teacher-labelled reads."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N] (checkpoints resume on either)."),
-    precision: str = typer.Option("auto", "--precision", help="The network's precision: f32, or bf16 autocast (weights, optimiser and CRF loss stay f32). auto: bf16 on a GPU, f32 on a CPU; bf16 on a CPU needs native bf16 (AMX or AVX512_BF16), where it trains wide LSTMs faster."),
+    precision: str = typer.Option("auto", "--precision", help="The network's precision: f32, or bf16 autocast (weights, optimiser and CRF loss stay f32). auto: bf16 on a GPU, f32 on a CPU; bf16 on a CPU needs native bf16 (AMX or AVX512_BF16), where it trains wide models at large batches faster."),
     validation_size: int = typer.Option(32, "--validation-size", help="Simulated validation chunks (their own seed stream); 0: no validation."),
     gate_lr_scale: float = typer.Option(1.0, "--gate-lr-scale", help="Learning rate of the neuron gates as a multiple of the weights' (raise it when a short run does not prune)."),
     threads: int = typer.Option(0, "--threads", help="Torch threads (0: torch's default). On a busy shared CPU 1 is steadier and often faster."),
