@@ -24,7 +24,7 @@ from edgecall.train.data import Chunk
 
 FILES = ("chunks.npy", "references.npy", "reference_lengths.npy")
 INDICES = "indices.npy"
-SCAN_ROWS = 1 << 15  # rows of references checked at a time: a few tens of MB, whatever the set's size
+SCAN_ROWS = 1 << 13  # rows of references checked at a time: tens of MB of masks at 1,000-2,000 bases a row
 SPEED_TOLERANCE = 1.15  # how far a set's median samples per base may lie from the model's (R10.4.1 4 vs 5 kHz: 1.25)
 SPEED_ROWS = 10_000  # rows whose lengths give that median, spread over the set
 MIN_SPEED_ROWS = 32  # fewer rows than this: too few to tell (a test set), not checked
