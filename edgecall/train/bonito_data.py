@@ -152,10 +152,11 @@ def samples_per_base(config: ModelConfig) -> float | None:
     from edgecall.chemistry import pore, speed
     from edgecall.train.chemistry import CHEMISTRIES
 
-    bases_per_second = speed(config.chemistry)
-    if bases_per_second is None and pore(config.chemistry) in CHEMISTRIES:
-        bases_per_second = CHEMISTRIES[str(pore(config.chemistry))].bases_per_second
-    return config.sample_rate / bases_per_second if bases_per_second else None
+    named = speed(config.chemistry)
+    if named:
+        return config.sample_rate / named
+    known = CHEMISTRIES.get(pore(config.chemistry) or "")
+    return known.dwell_mean(config.sample_rate) if known else None
 
 
 def check_speed(data: BonitoArrays, config: ModelConfig) -> None:
